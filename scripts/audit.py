@@ -1,0 +1,250 @@
+"""The audit record: who changed which model version's state, when, why, and on what evidence.
+
+MLflow keeps no alias history and no record of who promoted what, so the toolkit keeps one inside
+MLflow itself, where it lives with the registry and outlives any CI runner:
+
+* an experiment named ``model-lifecycle-audit`` holds one run per registered model;
+* every event is one tag on that run, keyed ``audit.<epoch-ms>.<event-id>`` with the event as JSON.
+
+Each event has its own key, so concurrent writers never overwrite each other and nothing is
+rewritten (writing the same event twice, as a recovery does, writes identical bytes under the same
+key). Readers merge every audit run of the model, so even two runs created by a race lose nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterable
+
+from scripts.errors import BadInput
+from scripts.registry import TAG_AUDIT_RUN, is_already_exists, mlflow_errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import RegisteredModel
+
+AUDIT_EXPERIMENT = "model-lifecycle-audit"
+EVENT_TAG_PREFIX = "audit."
+MODEL_TAG = "lifecycle.audit_model"
+SCHEMA_VERSION = 1
+# Run tag values are limited to 8,000 characters; free text is capped so an event always fits.
+_MAX_TEXT = 1500
+
+# Actions that move the champion alias; the champion history is replayed from these.
+CHAMPION_ACTIONS = ("promote", "rollback")
+
+
+def actor(explicit: str | None = None) -> str:
+    """Who acts: an explicit --actor, the GitHub user of the run, else user@host."""
+    if explicit:
+        return explicit
+    if os.environ.get("GITHUB_ACTOR"):
+        return f"github:{os.environ['GITHUB_ACTOR']}"
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def github_run_url() -> str | None:
+    """The URL of the GitHub Actions run, when running in one (honours GitHub Enterprise hosts)."""
+    server = os.environ.get("GITHUB_SERVER_URL")
+    repo = os.environ.get("GITHUB_REPOSITORY")
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    if server and repo and run_id:
+        attempt = os.environ.get("GITHUB_RUN_ATTEMPT")
+        suffix = f"/attempts/{attempt}" if attempt else ""
+        return f"{server}/{repo}/actions/runs/{run_id}{suffix}"
+    return None
+
+
+def now_iso(epoch_ms: int | None = None) -> str:
+    ms = int(time.time() * 1000) if epoch_ms is None else epoch_ms
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _cap(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def new_event(
+    action: str,
+    model: str,
+    version: str | None,
+    *,
+    previous_version: str | None = None,
+    alias: str | None = None,
+    reason: str | None = None,
+    actor_name: str | None = None,
+    approver: str | None = None,
+    approval: dict[str, Any] | None = None,
+    evidence: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build one event. Its id and time are fixed here so a retried write is the same event."""
+    epoch_ms = int(time.time() * 1000)
+    event: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "id": uuid.uuid4().hex,
+        "epoch_ms": epoch_ms,
+        "time": now_iso(epoch_ms),
+        "actor": actor(actor_name),
+        "action": action,
+        "model": model,
+        "version": version,
+        "previous_version": previous_version,
+        "alias": alias,
+        "reason": _cap(reason),
+        "approver": approver,
+        "approval": {k: _cap(v) if isinstance(v, str) else v for k, v in (approval or {}).items()} or None,
+        "run_url": github_run_url(),
+        "evidence": evidence or None,
+        "details": details or None,
+    }
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def event_key(event: dict[str, Any]) -> str:
+    """Keys sort by time, so a tag listing reads as a log."""
+    return f"{EVENT_TAG_PREFIX}{event['epoch_ms']:013d}.{event['id'][:16]}"
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"))
+
+
+def event_digest(event: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(encode(event).encode()).hexdigest()
+
+
+def _experiment_id(client: "MlflowClient") -> str:
+    with mlflow_errors():
+        experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
+        if experiment is None:
+            try:
+                return client.create_experiment(AUDIT_EXPERIMENT, tags={"lifecycle.purpose": "audit"})
+            except Exception as exc:  # a concurrent writer created it first
+                if not is_already_exists(exc):
+                    raise
+                experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
+    if experiment.lifecycle_stage != "active":
+        raise BadInput(
+            f"the audit experiment {AUDIT_EXPERIMENT!r} is deleted",
+            hint=f"restore it with: mlflow experiments restore --experiment-id {experiment.experiment_id}",
+        )
+    return experiment.experiment_id
+
+
+def _audit_runs(client: "MlflowClient", model_name: str) -> list[Any]:
+    """Every audit run of the model (normally one; more only after a creation race)."""
+    experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
+    if experiment is None:
+        return []
+    runs: list[Any] = []
+    token = None
+    # No filter string: model names may hold quotes; the experiment has one small run per model.
+    while True:
+        page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token)
+        runs.extend(r for r in page if r.data.tags.get(MODEL_TAG) == model_name)
+        token = page.token
+        if not token:
+            return runs
+
+
+def audit_run_id(client: "MlflowClient", model: "RegisteredModel") -> str:
+    """The model's audit run: from the model's tag when present, else found or created."""
+    run_id = (model.tags or {}).get(TAG_AUDIT_RUN)
+    if run_id:
+        return run_id
+    with mlflow_errors():
+        existing = _audit_runs(client, model.name)
+        if existing:
+            run_id = sorted(existing, key=lambda r: r.info.start_time)[0].info.run_id
+        else:
+            run = client.create_run(
+                _experiment_id(client),
+                run_name=model.name[:250],
+                tags={MODEL_TAG: model.name, "mlflow.note.content": f"Audit record of model {model.name}"},
+            )
+            with contextlib.redirect_stdout(sys.stderr):  # MLflow prints a "View run" link
+                client.set_terminated(run.info.run_id, "FINISHED")
+            run_id = run.info.run_id
+        client.set_registered_model_tag(model.name, TAG_AUDIT_RUN, run_id)
+    return run_id
+
+
+def append(client: "MlflowClient", model: "RegisteredModel", event: dict[str, Any]) -> str:
+    """Append one event; returns its key. Idempotent for the same event."""
+    run_id = audit_run_id(client, model)
+    key = event_key(event)
+    with mlflow_errors():
+        client.set_tag(run_id, key, encode(event))
+    return key
+
+
+def read(client: "MlflowClient", model_name: str) -> list[dict[str, Any]]:
+    """All events of a model, oldest first."""
+    events: dict[str, dict[str, Any]] = {}
+    with mlflow_errors():
+        for run in _audit_runs(client, model_name):
+            for key, value in run.data.tags.items():
+                if key.startswith(EVENT_TAG_PREFIX):
+                    try:
+                        events[key] = json.loads(value)
+                    except json.JSONDecodeError:
+                        events[key] = {"action": "unreadable", "raw": value[:200], "epoch_ms": 0, "id": key}
+    return [events[k] for k in sorted(events)]
+
+
+def champion_stack(events: Iterable[dict[str, Any]]) -> list[str]:
+    """Replay promotions (push) and rollbacks (pop) into the stack of champions, current last.
+
+    Rollback returns to the champion *before* the current one as recorded, not "version minus one".
+    """
+    stack: list[str] = []
+    for event in events:
+        if event.get("action") == "promote":
+            stack.append(str(event["version"]))
+        elif event.get("action") == "rollback":
+            target = str(event["version"])
+            while stack and stack[-1] != target:
+                stack.pop()
+            if not stack:
+                stack.append(target)
+    return stack
+
+
+def champion_at(events: Iterable[dict[str, Any]], epoch_ms: int) -> str | None:
+    """Which version was champion at a moment, by replaying the record up to it."""
+    stack = champion_stack(e for e in events if int(e.get("epoch_ms", 0)) <= epoch_ms)
+    return stack[-1] if stack else None
+
+
+def parse_timestamp(text: str) -> int:
+    """ISO 8601 (``2026-11-27T10:00:00Z``) or epoch seconds/milliseconds -> epoch milliseconds."""
+    value = text.strip()
+    if value.isdigit():
+        number = int(value)
+        return number if number > 10**11 else number * 1000
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadInput(
+            f"--at {text!r} is not a timestamp",
+            hint="use ISO 8601 like 2026-11-27T10:00:00Z, or epoch seconds",
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,79 @@
+"""Lineage facts: content digests of data, the code commit, and where a version came from.
+
+MLflow's own dataset digest is 8 hex characters over the first 10,000 rows only, so a change at row
+15,000 keeps it. The toolkit hashes every row instead (sha256 over the columns, dtypes and a hash of
+each row) and records that digest in run and version tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+# Run tags written by train.py (and readable by register.py for any run that has them).
+DATASET_TAG = "lifecycle.dataset.{name}.{field}"
+
+
+def dataframe_sha256(frame: "pd.DataFrame") -> str:
+    """A digest of the whole table: column names, dtypes and every row (index ignored)."""
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def mlflow_digest(sha256: str) -> str:
+    """MLflow's dataset digest column holds 36 characters on SQL stores: keep 32 hex of the sha256."""
+    return sha256.split(":", 1)[-1][:32]
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The commit being built: $GITHUB_SHA on Actions, else ``git rev-parse HEAD`` if in a checkout."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def dataset_facts(run: Any) -> dict[str, dict[str, str]]:
+    """Datasets a training run logged: name -> {sha256, rows, context, mlflow_digest, source}.
+
+    Prefers the full sha256 that train.py writes to run tags; falls back to MLflow's own digest
+    (marked as such) for runs logged by other code.
+    """
+    facts: dict[str, dict[str, str]] = {}
+    tags = run.data.tags or {}
+    for key, value in tags.items():
+        parts = key.split(".")
+        if key.startswith("lifecycle.dataset.") and len(parts) >= 4:
+            name, field = ".".join(parts[2:-1]), parts[-1]
+            facts.setdefault(name, {})[field] = value
+    for dataset_input in getattr(run.inputs, "dataset_inputs", None) or []:
+        dataset = dataset_input.dataset
+        entry = facts.setdefault(dataset.name, {})
+        entry.setdefault("mlflow_digest", dataset.digest)
+        context = next((t.value for t in dataset_input.tags if t.key == "mlflow.data.context"), None)
+        if context:
+            entry.setdefault("context", context)
+    return facts

@@ -1,0 +1,180 @@
+"""Everything that reads the MLflow model registry, with MLflow's errors turned into the toolkit's.
+
+Why a module of its own: MLflow returns alias versions as int or str depending on the store,
+omits aliases from ``search_model_versions``, and reports a dead server as a generic exception.
+Callers get normalised values and errors that name the model, version or alias at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+from scripts.errors import BadInput, ServiceError, ToolkitError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+# Tags the toolkit writes; one namespace so users can tell them apart from their own.
+TAG_PREFIX = "lifecycle."
+TAG_ARCHIVED_AT = "lifecycle.archived_at"
+TAG_ARCHIVE_REASON = "lifecycle.archive_reason"
+TAG_CHAMPION_SINCE = "lifecycle.champion_since"  # set the first time a version becomes champion
+TAG_AUDIT_RUN = "lifecycle.audit_run_id"
+
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+_VALID_ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")
+_MAX_ALIAS_LENGTH = 255
+
+
+def connect(tracking_uri: str | None) -> "MlflowClient":
+    """A client bound to one tracking server; refuses to fall back to a local ./mlruns by accident."""
+    if not tracking_uri:
+        raise BadInput(
+            "no tracking server given",
+            hint="pass --tracking-uri or set MLFLOW_TRACKING_URI",
+        )
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def translate_mlflow_error(exc: BaseException) -> ToolkitError | None:
+    """Map an MLflow or network exception to exit 3 (service) or exit 2 (bad input); None if unrelated."""
+    try:
+        from mlflow.exceptions import MlflowException, RestException
+    except ImportError:  # pragma: no cover
+        return None
+    import requests
+
+    if isinstance(exc, ToolkitError):
+        return exc
+    if isinstance(exc, requests.exceptions.RequestException):
+        return ServiceError(f"tracking server unreachable: {_short(exc)}")
+    if not isinstance(exc, MlflowException):
+        return None
+    text = str(exc)
+    if text.startswith("API request to") or "Max retries exceeded" in text:
+        return ServiceError(
+            f"tracking server failed after bounded retries: {_short(exc)}",
+            hint="check the server, or raise MLFLOW_HTTP_REQUEST_MAX_RETRIES / MLFLOW_HTTP_REQUEST_TIMEOUT",
+        )
+    status = exc.get_http_status_code()
+    if isinstance(exc, RestException) and status >= 500:
+        return ServiceError(f"tracking server answered {status}: {_short(exc)}")
+    if status in (401, 403):
+        return ServiceError(
+            f"tracking server refused the credentials ({status}): {_short(exc)}",
+            hint="check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD",
+        )
+    return BadInput(_short(exc))
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error_code(exc: BaseException) -> str:
+    code = getattr(exc, "error_code", "")
+    return str(code)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in _error_code(exc) or "NOT_FOUND" in _error_code(exc)
+
+
+def is_already_exists(exc: BaseException) -> bool:
+    return "RESOURCE_ALREADY_EXISTS" in _error_code(exc)
+
+
+@contextmanager
+def mlflow_errors(not_found: str | None = None) -> Iterator[None]:
+    """Translate MLflow errors raised in the block; a missing resource becomes ``not_found``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if not_found and is_not_found(exc):
+            raise BadInput(not_found) from exc
+        mapped = translate_mlflow_error(exc)
+        raise (mapped or ServiceError(_short(exc))) from exc
+
+
+def parse_version(text: str | int, flag: str = "--version") -> str:
+    """Model versions are positive integers; anything else is named as bad input."""
+    value = str(text).strip()
+    if not value.isdigit() or int(value) < 1:
+        raise BadInput(f"{flag} must be a positive version number, got {value!r}")
+    return str(int(value))
+
+
+def validate_alias(alias: str, role: str) -> str:
+    """Refuse alias names MLflow reserves (``latest``, ``v<digits>``) or cannot store."""
+    if not alias or len(alias) > _MAX_ALIAS_LENGTH or not _VALID_ALIAS.match(alias):
+        raise BadInput(
+            f"{role} alias {alias!r} is not a valid alias name",
+            hint="use letters, digits, '-' and '_' only, at most 255 characters",
+        )
+    if _RESERVED_ALIAS.match(alias):
+        raise BadInput(
+            f"{role} alias {alias!r} is reserved by MLflow",
+            hint="'latest' and 'v<number>' cannot be aliases; pick another name",
+        )
+    return alias
+
+
+def get_model(client: "MlflowClient", name: str) -> "RegisteredModel":
+    if not name or not name.strip():
+        raise BadInput("--model must name a registered model")
+    with mlflow_errors(not_found=f"model {name!r} is not registered on this tracking server"):
+        return client.get_registered_model(name)
+
+
+def get_version(client: "MlflowClient", name: str, version: str) -> "ModelVersion":
+    with mlflow_errors(not_found=f"model {name!r} has no version {version}"):
+        return client.get_model_version(name, version)
+
+
+def alias_map(model: "RegisteredModel") -> dict[str, str]:
+    """Alias -> version as a string (a sqlite-backed client returns ints, REST returns strings)."""
+    aliases = model.aliases or {}
+    return {alias: str(version) for alias, version in aliases.items()}
+
+
+def aliases_of(model: "RegisteredModel", version: str) -> list[str]:
+    return sorted(alias for alias, v in alias_map(model).items() if v == str(version))
+
+
+def is_archived(version: "ModelVersion") -> bool:
+    return TAG_ARCHIVED_AT in (version.tags or {})
+
+
+def list_versions(client: "MlflowClient", name: str, page_size: int = 1000) -> list["ModelVersion"]:
+    """Every version of a model, paged. Only for status and retention: promotions never page."""
+    versions: list[ModelVersion] = []
+    token = None
+    with mlflow_errors():
+        while True:
+            page = client.search_model_versions(
+                filter_string=f"name = '{_quote(name)}'",
+                max_results=page_size,
+                order_by=["version_number DESC"],
+                page_token=token,
+            )
+            versions.extend(page)
+            token = page.token
+            if not token:
+                break
+    return versions
+
+
+def _quote(value: str) -> str:
+    """Escape a value for an MLflow search filter string literal."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,0 +1,127 @@
+"""Move a model version between lifecycle states: staging (@challenger), production (@champion), archived.
+
+Production promotion is compare-and-set (--expect-champion), refuses a version that is not the
+challenger unless --force with a reason, keeps the old champion reachable as @previous-champion,
+and records who approved it in the audit record.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ""):  # run as `python scripts/transition.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import cli  # noqa: E402
+from scripts.errors import BadInput  # noqa: E402
+
+EXAMPLES = """\
+  python scripts/transition.py --model churn --version 7 --to staging --reason "gate passed"
+  python scripts/transition.py --model churn --version 7 --to production --expect-champion 5 \\
+      --approver alice --approval-source github-environment
+  python scripts/transition.py --model churn --version 3 --to archived --reason "superseded"
+"""
+
+
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.make_parser("transition.py", __doc__.splitlines()[0], EXAMPLES)
+    cli.add_model_flag(parser)
+    parser.add_argument("--version", required=True, help="The model version to move.")
+    parser.add_argument(
+        "--to",
+        required=True,
+        choices=("staging", "production", "archived"),
+        help="Target state: staging sets @challenger, production moves @champion, archived retires.",
+    )
+    parser.add_argument(
+        "--expect-champion",
+        metavar="N|none",
+        help="Compare-and-set: the champion version you saw ('none' if there was none). "
+        "If it moved since, nothing changes and the exit code is 1.",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="Promote a version that is not the challenger (or stage an archived one); needs --reason.",
+    )
+    cli.add_actor_flags(parser)
+    parser.add_argument("--approver", help="Who approved a production promotion (recorded in the audit record).")
+    parser.add_argument(
+        "--approval-source",
+        choices=("local", "github-environment"),
+        help="Where the approval was given: a local confirmation or a GitHub environment review.",
+    )
+    parser.add_argument("--approval-comment", help="The approver's comment, recorded with the approval.")
+    parser.add_argument("--approval-time", help="When the approval was given (ISO 8601).")
+    parser.add_argument(
+        "--evidence",
+        action="append",
+        default=[],
+        metavar="KIND=DIGEST",
+        help="Digest of evidence behind the change, e.g. verdict=sha256:...; repeatable.",
+    )
+    parser.add_argument(
+        "--legacy-stages",
+        action="store_true",
+        help="Also mirror to MLflow's deprecated stages (Staging/Production/Archived).",
+    )
+    cli.add_alias_flags(parser)
+    return parser
+
+
+def parse_evidence(items: Sequence[str]) -> dict[str, str]:
+    evidence: dict[str, str] = {}
+    for item in items:
+        kind, sep, digest = item.partition("=")
+        if not sep or not kind.strip() or not digest.strip():
+            raise BadInput(f"--evidence {item!r} must look like KIND=DIGEST, e.g. verdict=sha256:...")
+        evidence[kind.strip()] = digest.strip()
+    return evidence
+
+
+def approval_from(args: Any) -> dict[str, Any] | None:
+    if not (args.approver or args.approval_source or args.approval_comment):
+        return None
+    return {
+        "source": args.approval_source or "local",
+        "comment": args.approval_comment,
+        "time": args.approval_time,
+    }
+
+
+def _run(args: Any) -> dict[str, Any]:
+    from scripts import lifecycle, registry
+
+    version = registry.parse_version(args.version)
+    names = lifecycle.AliasNames(args.champion_alias, args.challenger_alias, args.previous_alias).validated()
+    expect = args.expect_champion
+    if expect is not None:
+        expect = lifecycle.NO_CHAMPION if expect.strip().lower() == "none" else registry.parse_version(
+            expect, "--expect-champion"
+        )
+    evidence = parse_evidence(args.evidence)
+    client = registry.connect(args.tracking_uri)
+    common = {"reason": args.reason, "actor": args.actor, "legacy_stages": args.legacy_stages}
+    if args.to == "staging":
+        return lifecycle.stage(client, args.model, version, names, evidence=evidence, force=args.force, **common)
+    if args.to == "production":
+        return lifecycle.promote(
+            client, args.model, version, names, expect_champion=expect, force=args.force,
+            approver=args.approver, approval=approval_from(args), evidence=evidence, **common,
+        )
+    return lifecycle.archive(client, args.model, version, names, **common)
+
+
+def render(result: dict[str, Any]) -> None:
+    print(("✔ " if result["changed"] else "= ") + result["message"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.run(lambda: _run(args), json_output=args.json, render=render)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main)
