@@ -108,7 +108,8 @@ def new_event(
         "alias": alias,
         "reason": _cap(reason),
         "approver": approver,
-        "approval": {k: _cap(v) if isinstance(v, str) else v for k, v in (approval or {}).items()} or None,
+        "approval": {k: _cap(v) if isinstance(v, str) else v for k, v in (approval or {}).items() if v is not None}
+        or None,
         "run_url": github_run_url(),
         "evidence": evidence or None,
         "details": details or None,

@@ -1,0 +1,135 @@
+"""Fixtures: a real ``mlflow server`` per test worker, trained models, and ways to run the step scripts.
+
+Nothing of MLflow is mocked. Each pytest-xdist worker starts its own server (sqlite in a temp dir,
+free port, own session) and kills its process group at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts import local_server  # noqa: E402
+
+# Tests must not wait minutes for a dead server, nor a crashed holder's lock.
+os.environ.setdefault("LIFECYCLE_LOCK_TTL_SECONDS", "20")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    srv = local_server.start(tmp_path_factory.mktemp("mlflow-server"))
+    os.environ["MLFLOW_TRACKING_URI"] = srv.uri
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(server) -> str:
+    return server.uri
+
+
+@pytest.fixture()
+def client(tracking_uri):
+    """A plain MlflowClient, to read back what the toolkit did, as a user would."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@dataclass
+class Trained:
+    model_uri: str
+    run_id: str
+    holdout_path: str
+    datasets: dict[str, str]
+    metrics: dict[str, float]
+
+
+def call(module: Any, argv: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run a step's main() in-process with --json; return (exit code, parsed JSON)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = module.main([*argv, "--json"])
+    text = out.getvalue().strip()
+    return code, (json.loads(text) if text else {})
+
+
+@pytest.fixture(scope="session")
+def trained(server, tmp_path_factory) -> dict[str, Trained]:
+    """Two models logged once per worker: a logistic regression and a gradient-boosting model."""
+    from scripts import train
+
+    out = tmp_path_factory.mktemp("train-out")
+    models = {}
+    for key, extra in (
+        ("logistic", ["--model-type", "logistic", "--C", "0.01"]),
+        ("gbm", ["--model-type", "gradient_boosting", "--n-estimators", "30"]),
+    ):
+        code, payload = call(train, ["--tracking-uri", server.uri, "--output-dir", str(out / key), *extra])
+        assert code == 0, payload
+        models[key] = Trained(
+            payload["model_uri"], payload["run_id"], payload["holdout_path"], payload["datasets"], payload["metrics"]
+        )
+    return models
+
+
+@pytest.fixture()
+def model_name() -> str:
+    return f"m-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture()
+def make_versions(tracking_uri, trained, model_name):
+    """Register n versions of a fresh model (alternating the two trained models)."""
+    from scripts import register
+
+    def make(n: int, name: str | None = None) -> list[str]:
+        versions = []
+        for i in range(n):
+            source = trained["logistic" if i % 2 == 0 else "gbm"].model_uri
+            code, payload = call(
+                register, ["--tracking-uri", tracking_uri, "--model", name or model_name, "--model-uri", source]
+            )
+            assert code == 0, payload
+            versions.append(payload["version"])
+        return versions
+
+    return make
+
+
+def run_script(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 180):
+    """Run ``python scripts/<script>.py`` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / f"{script}.py"), *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO,
+    )
+
+
+def audit_events(client, name: str) -> list[dict[str, Any]]:
+    """Read the audit record with a plain client: the experiment, the model's run, its tags."""
+    experiment = client.get_experiment_by_name("model-lifecycle-audit")
+    if experiment is None:
+        return []
+    events = []
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        if run.data.tags.get("lifecycle.audit_model") == name:
+            events += [(k, json.loads(v)) for k, v in run.data.tags.items() if k.startswith("audit.")]
+    return [e for _, e in sorted(events, key=lambda kv: kv[0])]
+
+
+def aliases(client, name: str) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}

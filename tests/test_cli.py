@@ -1,0 +1,38 @@
+"""The command layer: every step has --help with help text on every option, and --help imports no MLflow."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+STEPS = ["train", "register", "transition", "rollback", "archive", "status", "demo"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_option_has_help(step):
+    module = importlib.import_module(f"scripts.{step}")
+    parser = module.build_parser()
+    missing = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+    assert missing == []
+    assert "Examples:" in parser.format_help()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_help_is_fast_because_it_imports_no_mlflow(step):
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['{step}.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path(r'{REPO / 'scripts' / (step + '.py')}', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in ('mlflow', 'pandas', 'sklearn', 'rich') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
