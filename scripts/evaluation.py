@@ -1,0 +1,508 @@
+"""Predictions on the hold-out and metrics overall and by slice, with support n and confidence intervals.
+
+Why not ``mlflow.models.evaluate``: measured at 26-40x the cost of predict + metrics (it infers the
+schema of the logged dataset and draws plots). This module predicts once per model and computes
+metrics with numpy/scikit-learn; intervals are analytic (normal approximations, Hanley-McNeil for
+ROC AUC) so that a million rows stay cheap; the statistical gate uses paired differences.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from scripts.errors import BadInput, Refused
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from scripts.policy import Policy
+
+OVERALL = "overall"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class ModelFault(Refused):
+    """The model misbehaved on valid data (NaN/inf predictions, out of range): exit 1, not bad input."""
+
+    title = "Model check failed"
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def read_holdout(path: str | Path, target: str, slice_columns: list[str]) -> "pd.DataFrame":
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise BadInput(f"hold-out file {str(file)!r} not found", hint="check holdout.path in the policy")
+    try:
+        frame = pd.read_parquet(file) if file.suffix in (".parquet", ".pq") else pd.read_csv(file, engine="pyarrow")
+    except ImportError:
+        frame = pd.read_csv(file)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {exc}") from exc
+    if frame.empty:
+        raise BadInput(f"hold-out file {str(file)!r} has no rows")
+    missing = [c for c in [target, *slice_columns] if c not in frame.columns]
+    if missing:
+        role = "target" if missing[0] == target else "slice"
+        raise BadInput(
+            f"hold-out file {str(file)!r} has no {role} column {missing[0]!r}",
+            hint=f"columns are: {', '.join(map(str, frame.columns[:30]))}",
+        )
+    if frame[target].isna().any():
+        raise BadInput(f"hold-out column {target!r} has {int(frame[target].isna().sum())} missing target values")
+    return frame
+
+
+def slice_key(parts: dict[str, Any]) -> str:
+    """Sorted, URL-safe key usable in MLflow metric names: ``region.eu__size_band.large``."""
+    items = []
+    for column in sorted(parts):
+        value = str(parts[column])
+        safe = _UNSAFE.sub("_", value)
+        if safe != value:  # keep distinct values distinct after sanitising
+            import hashlib
+
+            safe += "-" + hashlib.sha1(value.encode()).hexdigest()[:6]
+        items.append(f"{_UNSAFE.sub('_', str(column))}.{safe}")
+    return "__".join(items)
+
+
+def slice_masks(frame: "pd.DataFrame", columns: list[str], intersections: list[list[str]]) -> dict[str, np.ndarray]:
+    """Row indices of every slice value of every slice column and declared intersection."""
+    import pandas as pd
+
+    groups: dict[str, np.ndarray] = {}
+    for combo in [[c] for c in columns] + [list(c) for c in intersections]:
+        codes = [pd.factorize(frame[c].astype(str), sort=True) for c in combo]
+        if len(combo) == 1:
+            labels, uniques = codes[0]
+            order = np.argsort(labels, kind="stable")
+            bounds = np.searchsorted(labels[order], np.arange(len(uniques) + 1))
+            for i, value in enumerate(uniques):
+                groups[slice_key({combo[0]: value})] = order[bounds[i]: bounds[i + 1]]
+            continue
+        joint = pd.DataFrame({c: frame[c].astype(str) for c in combo}).groupby(combo, sort=True).indices
+        for values, index in joint.items():
+            groups[slice_key(dict(zip(combo, values)))] = np.asarray(index)
+    return groups
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    labels: np.ndarray | None = None  # classifiers: predicted class
+    scores: np.ndarray | None = None  # binary: P(positive); multiclass: (n, k) probabilities
+    values: np.ndarray | None = None  # regression
+    classes: list[Any] | None = None
+
+
+@dataclass
+class LoadedModel:
+    uri: str
+    predict_fn: Any
+    proba_fn: Any | None
+    classes: list[Any] | None
+    features: list[str] | None
+    signature: Any
+    local_path: str | None = None
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load through MLflow; use the scikit-learn flavour when present to get probabilities."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from scripts.registry import translate_mlflow_error
+
+    try:
+        info = mlflow.models.get_model_info(uri)
+        flavors = info.flavors or {}
+        if "sklearn" in flavors:
+            native = mlflow.sklearn.load_model(uri)
+            proba = getattr(native, "predict_proba", None)
+            classes = list(getattr(native, "classes_", [])) or None
+            predict = native.predict
+        else:
+            pyfunc = mlflow.pyfunc.load_model(uri)
+            predict, proba, classes = pyfunc.predict, None, None
+    except MlflowException as exc:
+        mapped = translate_mlflow_error(exc)
+        if mapped is not None and mapped.exit_code == 3:
+            raise mapped from exc
+        raise BadInput(f"model {uri!r} failed to load: {' '.join(str(exc).split())[:300]}") from exc
+    except Exception as exc:  # noqa: BLE001 - missing flavour libraries, corrupt artifacts
+        raise BadInput(f"model {uri!r} failed to load: {type(exc).__name__}: {exc}") from exc
+    signature = info.signature
+    features = list(signature.inputs.input_names()) if signature is not None and signature.inputs else None
+    return LoadedModel(uri, predict, proba, classes, features, signature)
+
+
+def feature_frame(model: LoadedModel, frame: "pd.DataFrame", target: str, require_signature: bool) -> "pd.DataFrame":
+    """The columns the model's signature names; the hold-out must conform to it."""
+    if model.features is None:
+        if require_signature:
+            raise ModelFault(
+                f"model {model.uri!r} has no signature", hint="log it with signature=infer_signature(X, y)"
+            )
+        return frame.drop(columns=[target])
+    missing = [c for c in model.features if c not in frame.columns]
+    if missing:
+        raise BadInput(
+            f"hold-out lacks column {missing[0]!r} that the signature of {model.uri!r} requires"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    features = frame[model.features]
+    from mlflow.models.utils import _enforce_schema
+
+    try:
+        _enforce_schema(features.head(min(len(features), 1000)), model.signature.inputs)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for schema mismatches
+        raise BadInput(f"hold-out does not conform to the signature of {model.uri!r}: {' '.join(str(exc).split())[:300]}") from exc
+    return features
+
+
+def predict(model: LoadedModel, features: "pd.DataFrame", task: str, y: np.ndarray) -> Predictions:
+    """Predict once; classifiers also give scores when the model exposes predict_proba."""
+    try:
+        if task == "regression":
+            values = np.asarray(model.predict_fn(features), dtype=float).reshape(-1)
+            _require_finite(model.uri, values)
+            return Predictions(values=values)
+        if model.classes is not None:
+            unseen = sorted(set(np.unique(y).tolist()) - set(model.classes), key=str)
+            if unseen:
+                raise BadInput(
+                    f"hold-out has labels the model {model.uri!r} never saw: {unseen[:5]}",
+                    hint=f"the model knows {model.classes[:10]}",
+                )
+        if model.proba_fn is not None:
+            proba = np.asarray(model.proba_fn(features), dtype=float)
+            _require_finite(model.uri, proba)
+            labels = np.asarray(model.classes)[proba.argmax(axis=1)]
+            scores = proba[:, 1] if task == "binary" and proba.shape[1] == 2 else proba
+            return Predictions(labels=labels, scores=scores, classes=model.classes)
+        labels = np.asarray(model.predict_fn(features)).reshape(-1)
+        if labels.dtype.kind == "f":
+            _require_finite(model.uri, labels)
+        return Predictions(labels=labels)
+    except (BadInput, Refused):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model that crashes on valid data is the model's fault
+        raise ModelFault(f"model {model.uri!r} failed to predict on the hold-out: {type(exc).__name__}: {exc}") from exc
+
+
+def _require_finite(uri: str, values: np.ndarray) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ModelFault(f"model {uri!r} predicted {int(bad.sum())} NaN or infinite values on the hold-out")
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s))
+
+
+def _positive(y: np.ndarray, classes: list[Any] | None) -> np.ndarray:
+    """Binary targets as 0/1 with the model's second class as positive (sklearn's convention)."""
+    positive = classes[1] if classes and len(classes) == 2 else (1 if set(np.unique(y).tolist()) <= {0, 1} else np.unique(y)[-1])
+    return (y == positive).astype(np.int8)
+
+
+def per_row(metric: str, y: np.ndarray, p: Predictions, task: str) -> np.ndarray | None:
+    """Per-row contributions for metrics that are means (used for intervals and paired deltas)."""
+    eps = 1e-15
+    if metric == "accuracy" and p.labels is not None:
+        return (p.labels == y).astype(float)
+    if task == "binary" and p.scores is not None and metric in ("log_loss", "brier"):
+        yb = _positive(y, p.classes)
+        s = np.clip(p.scores, eps, 1 - eps)
+        return -(yb * np.log(s) + (1 - yb) * np.log(1 - s)) if metric == "log_loss" else (s - yb) ** 2
+    if task == "multiclass" and metric == "log_loss" and p.scores is not None and p.classes is not None:
+        index = {c: i for i, c in enumerate(p.classes)}
+        cols = np.array([index[v] for v in y])
+        return -np.log(np.clip(p.scores[np.arange(len(y)), cols], eps, 1))
+    if task == "regression" and p.values is not None:
+        if metric == "mae":
+            return np.abs(p.values - y)
+        if metric in ("mse", "rmse"):
+            return (p.values - y) ** 2
+    return None
+
+
+def metric_value(metric: str, y: np.ndarray, p: Predictions, task: str) -> float | None:
+    """One metric on one set of rows; None when it is undefined there (e.g. AUC with one class)."""
+    from sklearn import metrics as skm
+
+    n = len(y)
+    if n == 0:
+        return None
+    rows = per_row(metric, y, p, task)
+    if rows is not None:
+        value = float(rows.mean())
+        return math.sqrt(value) if metric == "rmse" else value
+    if task == "binary":
+        yb = _positive(y, p.classes)
+        if metric == "roc_auc":
+            if p.scores is None or yb.min() == yb.max():
+                return None
+            return _auc(yb, p.scores)
+        labels = _positive(p.labels, p.classes) if p.labels is not None else None
+        if labels is None:
+            return None
+        if metric == "precision":
+            return float(skm.precision_score(yb, labels, zero_division=0))
+        if metric == "recall":
+            return float(skm.recall_score(yb, labels, zero_division=0))
+        if metric == "f1":
+            return float(skm.f1_score(yb, labels, zero_division=0))
+    if task == "multiclass" and p.labels is not None and metric in ("f1_macro", "f1_weighted"):
+        return float(skm.f1_score(y, p.labels, average=metric.split("_")[1], zero_division=0))
+    if task == "regression" and metric == "r2" and n > 1:
+        return float(skm.r2_score(y, p.values))
+    return None
+
+
+def interval(metric: str, value: float | None, y: np.ndarray, p: Predictions, task: str, z: float) -> tuple[float, float] | None:
+    """Analytic confidence interval: normal approximation of a mean (delta method for rmse),
+    Hanley-McNeil for ROC AUC, binomial for precision and recall on their denominators."""
+    if value is None or len(y) < 2:
+        return None
+    rows = per_row(metric, y, p, task)
+    if rows is not None:
+        se = float(rows.std(ddof=1) / math.sqrt(len(rows)))
+        if metric == "rmse":
+            se = se / (2 * value) if value > 0 else 0.0
+        return _clip(metric, value - z * se, value + z * se)
+    if metric == "roc_auc":
+        yb = _positive(y, p.classes)
+        n1, n0 = int(yb.sum()), int(len(yb) - yb.sum())
+        q1, q2 = value / (2 - value), 2 * value**2 / (1 + value)
+        var = (value * (1 - value) + (n1 - 1) * (q1 - value**2) + (n0 - 1) * (q2 - value**2)) / max(n1 * n0, 1)
+        se = math.sqrt(max(var, 0.0))
+    elif metric in ("precision", "recall") and p.labels is not None:
+        yb, labels = _positive(y, p.classes), _positive(p.labels, p.classes)
+        denominator = int(labels.sum()) if metric == "precision" else int(yb.sum())
+        if denominator < 1:
+            return None
+        se = math.sqrt(max(value * (1 - value), 0.0) / denominator)
+    else:
+        return None  # F1 and R2 have no simple analytic interval; the statistical gate bootstraps them
+    return _clip(metric, value - z * se, value + z * se)
+
+
+_UNIT_INTERVAL = {"accuracy", "roc_auc", "precision", "recall", "f1", "f1_macro", "f1_weighted", "brier"}
+
+
+def _clip(metric: str, low: float, high: float) -> tuple[float, float]:
+    """Keep bounds inside the metric's range (a normal approximation can step past 1 or below 0)."""
+    if metric in _UNIT_INTERVAL:
+        return max(low, 0.0), min(high, 1.0)
+    if metric in ("log_loss", "brier", "mae", "mse", "rmse"):
+        return max(low, 0.0), high
+    return low, high
+
+
+def z_for(confidence: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+@dataclass
+class SliceResult:
+    key: str
+    n: int
+    insufficient: bool
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+
+def evaluate_rows(
+    policy: "Policy", y: np.ndarray, p: Predictions, groups: dict[str, np.ndarray]
+) -> dict[str, SliceResult]:
+    """Metrics with support and intervals, overall first, then every slice."""
+    z = z_for(policy.statistics.confidence)
+    results: dict[str, SliceResult] = {}
+    everything = np.arange(len(y))
+    for key, index in {OVERALL: everything, **groups}.items():
+        sub_y = y if key == OVERALL else y[index]
+        sub_p = p if key == OVERALL else _take(p, index)
+        result = SliceResult(key, len(index), key != OVERALL and len(index) < policy.slices.min_size)
+        if not result.insufficient:
+            for metric in policy.metric_names():
+                value = metric_value(metric, sub_y, sub_p, policy.task)
+                ci = interval(metric, value, sub_y, sub_p, policy.task, z)
+                result.metrics[metric] = {
+                    "value": value,
+                    "ci_low": ci[0] if ci else None,
+                    "ci_high": ci[1] if ci else None,
+                }
+        results[key] = result
+    return results
+
+
+def _take(p: Predictions, index: np.ndarray) -> Predictions:
+    return Predictions(
+        labels=None if p.labels is None else p.labels[index],
+        scores=None if p.scores is None else p.scores[index],
+        values=None if p.values is None else p.values[index],
+        classes=p.classes,
+    )
+
+
+def paired_delta_interval(
+    metric: str, y: np.ndarray, cand: Predictions, base: Predictions, task: str, policy: "Policy"
+) -> tuple[float, float] | None:
+    """Interval of (candidate - baseline) on the same rows.
+
+    Mean metrics: exact paired normal interval from per-row differences. Others: paired bootstrap
+    (resampling rows, same indices for both models) with the policy's sample count and seed.
+    """
+    z = z_for(policy.statistics.confidence)
+    a, b = per_row(metric, y, cand, task), per_row(metric, y, base, task)
+    if policy.statistics.mode == "analytic" and a is not None and b is not None and metric != "rmse":
+        diff = a - b
+        mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+        return mean - z * se, mean + z * se
+    rng = np.random.default_rng(policy.statistics.seed)
+    n = len(y)
+    samples = policy.statistics.bootstrap_samples if policy.statistics.mode == "bootstrap" else 400
+    deltas = []
+    for _ in range(samples):
+        index = rng.integers(0, n, n)
+        va = metric_value(metric, y[index], _take(cand, index), task)
+        vb = metric_value(metric, y[index], _take(base, index), task)
+        if va is not None and vb is not None:
+            deltas.append(va - vb)
+    if len(deltas) < samples // 2:
+        return None
+    alpha = (1 - policy.statistics.confidence) / 2
+    low, high = np.quantile(deltas, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+# --- one model on the hold-out, and the evaluation run that records it -----------------------------
+
+
+@dataclass
+class Evaluated:
+    model: LoadedModel
+    predictions: Predictions
+    results: dict[str, SliceResult]
+
+
+def evaluate_uri(
+    policy: "Policy", frame: "pd.DataFrame", y: np.ndarray, uri: str, groups: dict[str, np.ndarray],
+    model: LoadedModel | None = None,
+) -> Evaluated:
+    model = model or load_model(uri)
+    features = feature_frame(model, frame, policy.holdout.target, policy.checks.require_signature)
+    predictions = predict(model, features, policy.task, y)
+    if policy.checks.prediction_range is not None:
+        low, high = policy.checks.prediction_range
+        values = predictions.scores if predictions.scores is not None else predictions.values
+        if values is not None and (values.min() < low or values.max() > high):
+            raise ModelFault(
+                f"model {uri!r} predicted values outside checks.prediction_range [{low:g}, {high:g}]: "
+                f"min {values.min():.4g}, max {values.max():.4g}"
+            )
+    return Evaluated(model, predictions, evaluate_rows(policy, y, predictions, groups))
+
+
+def metric_entries(results: dict[str, SliceResult]) -> dict[str, float]:
+    """MLflow metric keys: ``<metric>/<slice_key>`` (overall has no suffix), with ``_ci_low``/``_ci_high``
+    and ``support`` beside each."""
+    entries: dict[str, float] = {}
+    for key, result in results.items():
+        suffix = "" if key == OVERALL else f"/{key}"
+        entries[f"support{suffix}"] = float(result.n)
+        for metric, stats in result.metrics.items():
+            for name, value in (("", stats["value"]), ("_ci_low", stats["ci_low"]), ("_ci_high", stats["ci_high"])):
+                if value is not None and math.isfinite(value):
+                    entries[f"{metric}{name}{suffix}"] = float(value)
+    return entries
+
+
+def model_id_of(source: str | None) -> str | None:
+    if source and source.startswith("models:/m-"):
+        return source.split("/", 1)[1].split("/", 1)[0]
+    return None
+
+
+def log_evaluation(
+    client: Any,
+    *,
+    experiment: str,
+    name: str | None,
+    version: str | None,
+    model_uri: str,
+    source: str | None,
+    results: dict[str, SliceResult],
+    holdout: dict[str, Any],
+    documents: dict[str, str],
+) -> str:
+    """One MLflow run per evaluation, linked to the model version (tags) and the logged model
+    (metric model_id), with the hold-out's digest; documents (verdict, report) as artifacts."""
+    import contextlib
+    import sys
+    import time as _time
+
+    from mlflow.entities import Metric
+
+    from scripts.registry import mlflow_errors
+
+    with mlflow_errors():
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        tags = {"lifecycle.model_uri": model_uri, "lifecycle.holdout.sha256": holdout["sha256"],
+                "lifecycle.holdout.rows": str(holdout["rows"]), "mlflow.runName": f"evaluate {name or model_uri} v{version or ''}"}
+        if name and version:
+            tags.update({"lifecycle.model": name, "lifecycle.version": str(version)})
+        run = client.create_run(experiment_id, tags=tags)
+        now = int(_time.time() * 1000)
+        model_id = model_id_of(source)
+        metrics = [Metric(k, v, now, 0, model_id=model_id) for k, v in metric_entries(results).items()]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run.info.run_id, metrics=metrics[start: start + 1000])
+        for filename, text in documents.items():
+            client.log_text(run.info.run_id, text, filename)
+        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints a "View run" link
+            client.set_terminated(run.info.run_id, "FINISHED")
+        if name and version:
+            client.set_model_version_tag(name, str(version), "lifecycle.last_evaluation_run_id", run.info.run_id)
+            client.set_model_version_tag(name, str(version), "lifecycle.last_evaluation_time", str(now))
+    return run.info.run_id
+
+
+@dataclass
+class Holdout:
+    frame: "pd.DataFrame"
+    y: np.ndarray
+    groups: dict[str, np.ndarray]
+    info: dict[str, Any]
+
+
+def prepare_holdout(policy: "Policy", path: str | None = None) -> Holdout:
+    """Read the hold-out once, with its content digest and the row sets of every slice."""
+    from scripts.lineage import dataframe_sha256
+
+    file = path or policy.holdout.path
+    frame = read_holdout(file, policy.holdout.target, policy.slices.columns)
+    y = frame[policy.holdout.target].to_numpy()
+    groups = slice_masks(frame, policy.slices.columns, policy.slices.intersections)
+    info = {"path": str(file), "rows": len(frame), "sha256": dataframe_sha256(frame)}
+    return Holdout(frame, y, groups, info)

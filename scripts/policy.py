@@ -1,0 +1,238 @@
+"""The promotion policy: one YAML file per model, validated with messages that name field and line.
+
+A policy declares the task, the hold-out data, the slices, and the gates a candidate must pass:
+floors, improvement over the champion, guardrails (no slice may get worse by more than a margin),
+an optional statistical mode, and model checks. See ``model-policy.example.yml`` for every field.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from scripts.errors import BadInput
+
+TASKS = ("binary", "multiclass", "regression")
+TASK_NAMES = {"binary": "binary classifier", "multiclass": "multiclass classifier", "regression": "regressor"}
+
+# metric -> higher is better; the same direction rules MLflow's MetricThreshold uses.
+METRICS: dict[str, dict[str, bool]] = {
+    "binary": {
+        "roc_auc": True, "accuracy": True, "f1": True, "precision": True, "recall": True,
+        "log_loss": False, "brier": False,
+    },
+    "multiclass": {"accuracy": True, "f1_macro": True, "f1_weighted": True, "log_loss": False},
+    "regression": {"rmse": False, "mae": False, "mse": False, "r2": True},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Holdout(_Strict):
+    path: str = Field(description="CSV or Parquet file with the features, the target and the slice columns.")
+    target: str = Field(description="Name of the target column.")
+
+
+class Slices(_Strict):
+    columns: list[str] = Field(default_factory=list, description="Columns whose values define slices.")
+    intersections: list[list[str]] = Field(default_factory=list, description="Column combinations to slice by.")
+    min_size: int = Field(30, ge=1, description="Below this many rows a slice is reported as insufficient data.")
+
+    @model_validator(mode="after")
+    def _intersections_use_slice_columns(self) -> "Slices":
+        for i, combo in enumerate(self.intersections):
+            if len(combo) < 2 or len(set(combo)) != len(combo):
+                raise ValueError(f"intersections[{i}] must list two or more different columns")
+        return self
+
+
+class Improvement(_Strict):
+    absolute: float | None = Field(None, gt=0, description="Candidate must beat the champion by at least this.")
+    relative: float | None = Field(None, ge=0, le=1, description="...or by this fraction of the champion's value.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Improvement":
+        if self.absolute is None and self.relative is None:
+            raise ValueError("improvement needs 'absolute' and/or 'relative'")
+        return self
+
+
+class Guardrail(_Strict):
+    max_drop: float = Field(0.0, ge=0, description="How much worse than the champion the metric may get.")
+    slices: bool = Field(True, description="Apply in every slice with enough data, not only overall.")
+
+
+class Gate(_Strict):
+    metric: str
+    floor: float | None = Field(None, description="The metric must reach this value (also for a first model).")
+    improvement: Improvement | None = None
+    guardrail: Guardrail | None = None
+    higher_is_better: bool | None = Field(None, description="Override the metric's known direction.")
+
+    @model_validator(mode="after")
+    def _has_a_rule(self) -> "Gate":
+        if self.floor is None and self.improvement is None and self.guardrail is None:
+            raise ValueError("a gate needs at least one of 'floor', 'improvement', 'guardrail'")
+        return self
+
+
+class Statistics(_Strict):
+    mode: Literal["point", "analytic", "bootstrap"] = "point"
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    bootstrap_samples: int = Field(1000, ge=100, le=100_000)
+    seed: int = 0
+
+
+class Checks(_Strict):
+    require_signature: bool = True
+    prediction_range: tuple[float, float] | None = None
+    latency_p95_ms: float | None = Field(None, gt=0)
+    latency_batch_size: int = Field(1000, ge=1)
+    latency_repeats: int = Field(20, ge=3, le=1000)
+    max_model_size_mb: float | None = Field(None, gt=0)
+
+
+class Tests(_Strict):
+    command: str = "pytest"
+    timeout_seconds: int = Field(900, ge=1)
+
+
+class Retention(_Strict):
+    keep_last: int = Field(5, ge=0)
+    older_than_days: float = Field(30, ge=0)
+
+
+class Policy(_Strict):
+    version: Literal[1] = 1
+    task: Literal["binary", "multiclass", "regression"]
+    holdout: Holdout
+    slices: Slices = Field(default_factory=Slices)
+    gates: list[Gate] = Field(min_length=1)
+    statistics: Statistics = Field(default_factory=Statistics)
+    checks: Checks = Field(default_factory=Checks)
+    tests: Tests = Field(default_factory=Tests)
+    retention: Retention = Field(default_factory=Retention)
+
+    def higher_is_better(self, gate: Gate) -> bool:
+        if gate.higher_is_better is not None:
+            return gate.higher_is_better
+        return METRICS[self.task][gate.metric]
+
+    def metric_names(self) -> list[str]:
+        """Every metric of the task is computed; the gates decide which ones count."""
+        return list(METRICS[self.task])
+
+
+# --- loading with messages that point at the line -------------------------------------------------
+
+
+def _node_line(root: Any, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the YAML node at a pydantic error location, as deep as it exists."""
+    import yaml
+
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                key = next((k for k, _ in node.value if k.value == part), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Policy
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested = [a for arg in args for a in getattr(arg, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = (candidates or nested or [None])[0]
+        if model is None:
+            return []
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = _known_fields(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
+        return f"{_path(loc)}: unknown field{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{_path(loc)}: {message}" if loc else message
+
+
+def parse(text: str, source: str = "policy") -> Policy:
+    """Parse and validate policy YAML text; BadInput names file, line, field and the fix."""
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise BadInput(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise BadInput(f"{source}: a policy must be a YAML mapping with task, holdout and gates")
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        line = _node_line(root, tuple(first["loc"]))
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise BadInput(f"{source}:{line}: {_describe(first)}{more}") from exc
+    for i, gate in enumerate(policy.gates):
+        known = METRICS[policy.task]
+        if gate.metric not in known:
+            close = difflib.get_close_matches(gate.metric, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            line = _node_line(root, ("gates", i, "metric"))
+            raise BadInput(
+                f"{source}:{line}: gates[{i}].metric: {gate.metric!r} is not a metric of a "
+                f"{TASK_NAMES[policy.task]}{hint}"
+            )
+    for i, combo in enumerate(policy.slices.intersections):
+        unknown = [c for c in combo if c not in policy.slices.columns]
+        if unknown:
+            line = _node_line(root, ("slices", "intersections", i))
+            raise BadInput(
+                f"{source}:{line}: slices.intersections[{i}]: {unknown[0]!r} is not in slices.columns"
+            )
+    return policy
+
+
+def load(path: str | Path) -> Policy:
+    file = Path(path)
+    if not file.is_file():
+        raise BadInput(f"policy file {str(file)!r} not found", hint="pass --policy PATH (default model-policy.yml)")
+    policy = parse(file.read_text(encoding="utf-8"), str(file))
+    holdout = Path(policy.holdout.path)
+    if not holdout.is_absolute():  # relative to the policy file, so a policy travels with its data
+        object.__setattr__(policy.holdout, "path", str((file.parent / holdout).resolve()))
+    return policy
