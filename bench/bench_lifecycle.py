@@ -252,6 +252,14 @@ def measure_in_process(rig: Rig, runs: int) -> dict[str, Any]:
     return summarize(alternate(runs, toolkit, lambda: plain_in_process(rig, rig.client)))
 
 
+def warm_up(rig: Rig) -> None:
+    """Untimed: the first promotion creates the audit run and the first champion; the server warms up."""
+    toolkit_in_process(rig.client, stage_new_challenger(rig.client))
+    plain_in_process(rig, rig.client)
+    toolkit_process(rig.server_uri, stage_new_challenger(rig.client))
+    plain_process(rig, rig.server_uri)
+
+
 def counted(proxy: CountingProxy, action: Callable[[], object]) -> dict[str, EndpointStats]:
     proxy.reset()
     action()
@@ -307,8 +315,11 @@ def deferred_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+_STARTED = time.perf_counter()
+
+
 def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.perf_counter() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def promotion_benchmark(stack: contextlib.ExitStack, args: argparse.Namespace) -> dict[str, Any]:
@@ -319,19 +330,19 @@ def promotion_benchmark(stack: contextlib.ExitStack, args: argparse.Namespace) -
     log("starting mlflow server ...")
     with deferred_interrupt():
         server = stack.enter_context(local_server.start(root))
+    log("warming up ...")
     proxy = stack.enter_context(CountingProxy(server.uri))
     plain_script = root / "plain_promote.py"
     plain_script.write_text(PLAIN_SCRIPT)
     rig = Rig(server.uri, proxy, make_client(server.uri), make_client(proxy.uri), plain_script, args.versions)
-    toolkit_in_process(rig.client, stage_new_challenger(rig.client))  # warm-up: first champion, audit run
-    plain_in_process(rig, rig.client)
+    warm_up(rig)
     setup_s = time.perf_counter() - started
-    log("counting REST calls ...")
-    counts = count_rest_calls(rig)
     log(f"whole processes, {args.process_runs} each ...")
     process = measure_process(rig, args.process_runs)
     log(f"in process, {args.inprocess_runs} each ...")
     in_process = measure_in_process(rig, args.inprocess_runs)
+    log("counting REST calls ...")  # last, on a warm server, so the per-endpoint server times are typical
+    counts = count_rest_calls(rig)
     return {
         "versions": args.versions,
         "setup_s": setup_s,

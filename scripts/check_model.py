@@ -56,16 +56,6 @@ def latency_p95_ms(predict: Any, features: Any, batch: int, repeats: int) -> flo
     return float(np.percentile(timings, 95))
 
 
-def model_size_mb(uri: str) -> float:
-    import tempfile
-
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        return sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) / 1e6
-
-
 def run_tests(command: str, cwd: str, uri: str, timeout: int) -> dict[str, Any]:
     argv = shlex.split(command)
     if not argv:
@@ -128,7 +118,7 @@ def _run(args: Any) -> dict[str, Any]:
         record("latency", latency)
     if policy.checks.max_model_size_mb is not None:
         def size() -> str:
-            mb = model_size_mb(args.model_uri)
+            mb = model.size_bytes / 1e6
             verdict = f"{mb:.2f} MB (budget {policy.checks.max_model_size_mb:g} MB)"
             if mb > policy.checks.max_model_size_mb:
                 raise Refused(verdict)

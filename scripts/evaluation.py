@@ -115,26 +115,34 @@ class LoadedModel:
     classes: list[Any] | None
     features: list[str] | None
     signature: Any
-    local_path: str | None = None
+    size_bytes: int = 0  # the model's artifacts as downloaded: what a serving job has to fetch
 
 
-def load_model(uri: str) -> LoadedModel:
-    """Load through MLflow; use the scikit-learn flavour when present to get probabilities."""
+def load_model(uri: str, download_dir: str | None = None) -> LoadedModel:
+    """Download the model once, then load it from disk; the scikit-learn flavour gives probabilities."""
+    import shutil
+    import tempfile
+
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
     from scripts.registry import translate_mlflow_error
 
+    target = download_dir or tempfile.mkdtemp(prefix="model-")
     try:
-        info = mlflow.models.get_model_info(uri)
-        flavors = info.flavors or {}
-        if "sklearn" in flavors:
-            native = mlflow.sklearn.load_model(uri)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
+        size = sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file())
+        info = Model.load(str(Path(local) / "MLmodel"))
+        if "sklearn" in (info.flavors or {}):
+            native = mlflow.sklearn.load_model(local)
             proba = getattr(native, "predict_proba", None)
             classes = list(getattr(native, "classes_", [])) or None
             predict = native.predict
+            if download_dir is None:  # fully in memory now; a pyfunc may still read its files later
+                shutil.rmtree(target, ignore_errors=True)
         else:
-            pyfunc = mlflow.pyfunc.load_model(uri)
+            pyfunc = mlflow.pyfunc.load_model(local)
             predict, proba, classes = pyfunc.predict, None, None
     except MlflowException as exc:
         mapped = translate_mlflow_error(exc)
@@ -145,7 +153,7 @@ def load_model(uri: str) -> LoadedModel:
         raise BadInput(f"model {uri!r} failed to load: {type(exc).__name__}: {exc}") from exc
     signature = info.signature
     features = list(signature.inputs.input_names()) if signature is not None and signature.inputs else None
-    return LoadedModel(uri, predict, proba, classes, features, signature)
+    return LoadedModel(uri, predict, proba, classes, features, signature, size_bytes=size)
 
 
 def feature_frame(model: LoadedModel, frame: "pd.DataFrame", target: str, require_signature: bool) -> "pd.DataFrame":

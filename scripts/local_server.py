@@ -92,7 +92,9 @@ def start(root: Path, port: int | None = None, env: dict[str, str] | None = None
         "--port", str(port),
         "--workers", "1",
     ]
-    full_env = {**os.environ, **(env or {})}
+    # The server's background job runners (huey consumers for GenAI jobs) poll and use CPU all the
+    # time; the registry and tracking APIs do not need them.
+    full_env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     log = open(log_path, "ab")
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True, cwd=root
