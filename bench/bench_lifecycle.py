@@ -45,6 +45,7 @@ from scripts import lifecycle, local_server  # noqa: E402
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
 
+_STARTED = time.perf_counter()
 PYTHON = sys.executable
 TARGET_RATIO = 1.5
 TOOLKIT_MODEL = "bench-toolkit"  # promoted by the toolkit
@@ -281,7 +282,8 @@ def count_rest_calls(rig: Rig) -> dict[str, dict[str, EndpointStats]]:
 
 
 def read_cost(client: "MlflowClient", runs: int = 10) -> dict[str, float]:
-    """Server time of one GetRegisteredModel: it loads every version of the model to find the latest."""
+    """Round trip of one GetRegisteredModel, large model vs tiny: the server loads every version of the
+    model (to compute its deprecated ``latest_versions``), so each such read grows with the versions."""
     return {
         f"{name}_s": median([timed(lambda n=name: client.get_registered_model(n)) for _ in range(runs)])
         for name in (TOOLKIT_MODEL, TINY_MODEL)
@@ -315,26 +317,28 @@ def deferred_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-_STARTED = time.perf_counter()
-
-
 def log(message: str) -> None:
     print(f"[bench {time.perf_counter() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def promotion_benchmark(stack: contextlib.ExitStack, args: argparse.Namespace) -> dict[str, Any]:
+def build_rig(stack: contextlib.ExitStack, versions: int) -> Rig:
+    """Populate a temp sqlite store, start the server and the proxy; all undone when ``stack`` closes."""
     root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-lifecycle-")))
-    started = time.perf_counter()
-    log(f"registering 2 models x {args.versions} versions in sqlite ...")
-    populate(root / "mlflow.db", args.versions)
+    log(f"registering 2 models x {versions} versions in sqlite ...")
+    populate(root / "mlflow.db", versions)
     log("starting mlflow server ...")
     with deferred_interrupt():
         server = stack.enter_context(local_server.start(root))
-    log("warming up ...")
     proxy = stack.enter_context(CountingProxy(server.uri))
     plain_script = root / "plain_promote.py"
     plain_script.write_text(PLAIN_SCRIPT)
-    rig = Rig(server.uri, proxy, make_client(server.uri), make_client(proxy.uri), plain_script, args.versions)
+    return Rig(server.uri, proxy, make_client(server.uri), make_client(proxy.uri), plain_script, versions)
+
+
+def promotion_benchmark(stack: contextlib.ExitStack, args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    rig = build_rig(stack, args.versions)
+    log("warming up ...")
     warm_up(rig)
     setup_s = time.perf_counter() - started
     log(f"whole processes, {args.process_runs} each ...")
@@ -343,6 +347,7 @@ def promotion_benchmark(stack: contextlib.ExitStack, args: argparse.Namespace) -
     in_process = measure_in_process(rig, args.inprocess_runs)
     log("counting REST calls ...")  # last, on a warm server, so the per-endpoint server times are typical
     counts = count_rest_calls(rig)
+    searched = search_calls(counts["toolkit_process"]) + search_calls(counts["toolkit_in_process"])
     return {
         "versions": args.versions,
         "setup_s": setup_s,
@@ -352,7 +357,7 @@ def promotion_benchmark(stack: contextlib.ExitStack, args: argparse.Namespace) -
             kind: {"total": total_calls(stats), "by_endpoint": {k: asdict(v) for k, v in stats.items()}}
             for kind, stats in counts.items()
         },
-        "toolkit_searched_versions": search_calls(counts["toolkit_process"]) + search_calls(counts["toolkit_in_process"]),
+        "toolkit_searched_versions": searched,
         "get_registered_model_s": read_cost(rig.client),
         "target_ratio": TARGET_RATIO,
         "target_met": process["ratio"] <= TARGET_RATIO,
@@ -422,11 +427,12 @@ def check(report: dict[str, Any]) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_lifecycle.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--versions", type=int, default=2000, help="Versions of the promoted model (default 2000).")
-    parser.add_argument("--json", action="store_true", help="Print the figures as JSON on stdout; the table goes to stderr.")
-    parser.add_argument("--startup-runs", type=int, default=10, help="Runs of each start-up command (default 10).")
-    parser.add_argument("--process-runs", type=int, default=5, help="Whole-process promotions of each kind (default 5).")
-    parser.add_argument("--inprocess-runs", type=int, default=20, help="In-process promotions of each kind (default 20).")
+    add = parser.add_argument
+    add("--versions", type=int, default=2000, help="Versions of the promoted model (default 2000).")
+    add("--json", action="store_true", help="Print the figures as JSON on stdout; the table goes to stderr.")
+    add("--startup-runs", type=int, default=10, help="Runs of each start-up command (default 10).")
+    add("--process-runs", type=int, default=5, help="Whole-process promotions of each kind (default 5).")
+    add("--inprocess-runs", type=int, default=20, help="In-process promotions of each kind (default 20).")
     args = parser.parse_args(argv)
     if args.versions < 2 or min(args.startup_runs, args.process_runs, args.inprocess_runs) < 1:
         parser.error("--versions must be at least 2 and every run count at least 1")
