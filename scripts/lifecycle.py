@@ -172,8 +172,12 @@ def _result(action: str, model: str, version: str | None, changed: bool, message
 
 
 def _checked_version(client: "MlflowClient", name: str, version: str):
-    model = get_model(client, name)
-    return model, get_version(client, name, version)
+    """The version, read once; only when it is missing is the model read, to say which is."""
+    try:
+        return None, get_version(client, name, version)
+    except BadInput:
+        get_model(client, name)  # raises "model ... is not registered" when that is the cause
+        raise
 
 
 # --- transitions -----------------------------------------------------------------------------------

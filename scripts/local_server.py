@@ -102,14 +102,17 @@ def start(root: Path, port: int | None = None, env: dict[str, str] | None = None
     log.close()
     server = LocalServer(root=root, port=port, process=process, log_path=log_path, extra_env=env or {})
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceError(f"mlflow server exited at start (code {process.returncode}); see {log_path}")
-        try:
-            with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.25)
-    server.stop()
-    raise ServiceError(f"mlflow server did not answer /health within {timeout:.0f}s; see {log_path}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ServiceError(f"mlflow server exited at start (code {process.returncode}); see {log_path}")
+            try:
+                with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return server
+            except OSError:
+                time.sleep(0.25)
+        raise ServiceError(f"mlflow server did not answer /health within {timeout:.0f}s; see {log_path}")
+    except BaseException:  # including Ctrl-C while waiting: never leave a server behind
+        server.stop()
+        raise

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scripts import yamlcheck
 from scripts.errors import BadInput
 
 TASKS = ("binary", "multiclass", "regression")
@@ -128,91 +129,15 @@ class Policy(_Strict):
         return list(METRICS[self.task])
 
 
-# --- loading with messages that point at the line -------------------------------------------------
-
-
-def _node_line(root: Any, loc: tuple[Any, ...]) -> int | None:
-    """Line (1-based) of the YAML node at a pydantic error location, as deep as it exists."""
-    import yaml
-
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                key = next((k for k, _ in node.value if k.value == part), None)
-                return key.start_mark.line + 1 if key is not None else line
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _known_fields(loc: tuple[Any, ...]) -> list[str]:
-    model: Any = Policy
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        nested = [a for arg in args for a in getattr(arg, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = (candidates or nested or [None])[0]
-        if model is None:
-            return []
-    return list(model.model_fields) if hasattr(model, "model_fields") else []
-
-
-def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    if error["type"] == "extra_forbidden":
-        known = _known_fields(loc)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
-        return f"{_path(loc)}: unknown field{hint}"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{_path(loc)}: {message}" if loc else message
-
-
 def parse(text: str, source: str = "policy") -> Policy:
     """Parse and validate policy YAML text; BadInput names file, line, field and the fix."""
-    import yaml
-
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise BadInput(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if not isinstance(data, dict):
-        raise BadInput(f"{source}: a policy must be a YAML mapping with task, holdout and gates")
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        line = _node_line(root, tuple(first["loc"]))
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise BadInput(f"{source}:{line}: {_describe(first)}{more}") from exc
+    policy, root = yamlcheck.parse_model(text, source, Policy, what="a policy", needs="task, holdout and gates")
     for i, gate in enumerate(policy.gates):
         known = METRICS[policy.task]
         if gate.metric not in known:
             close = difflib.get_close_matches(gate.metric, list(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-            line = _node_line(root, ("gates", i, "metric"))
+            line = yamlcheck.node_line(root, ("gates", i, "metric"))
             raise BadInput(
                 f"{source}:{line}: gates[{i}].metric: {gate.metric!r} is not a metric of a "
                 f"{TASK_NAMES[policy.task]}{hint}"
@@ -220,7 +145,7 @@ def parse(text: str, source: str = "policy") -> Policy:
     for i, combo in enumerate(policy.slices.intersections):
         unknown = [c for c in combo if c not in policy.slices.columns]
         if unknown:
-            line = _node_line(root, ("slices", "intersections", i))
+            line = yamlcheck.node_line(root, ("slices", "intersections", i))
             raise BadInput(
                 f"{source}:{line}: slices.intersections[{i}]: {unknown[0]!r} is not in slices.columns"
             )
