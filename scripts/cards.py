@@ -337,7 +337,7 @@ def _env():
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["cell"] = lambda v: "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
-    env.filters["num"] = lambda v: "–" if v is None else f"{v:.4f}"
+    env.filters["num"] = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "–"
     return env
 
 
@@ -528,3 +528,77 @@ def export_cyclonedx(card: dict[str, Any]) -> dict[str, Any]:
             },
         }],
     }
+
+
+# --- storage with the version ----------------------------------------------------------------------
+
+TAG_SHA = "lifecycle.card.sha256"
+TAG_URI = "lifecycle.card.uri"
+
+
+def store(client: Any, card: dict[str, Any], markdown: str) -> dict[str, str]:
+    """Store card.json and card.md as artifacts of the version's model, then tag the version.
+
+    MLflow 3 logged models (``models:/m-...``) get them under ``model_card/<name>/v<version>/``
+    in the model's own artifacts; versions registered from a run get them in the run's artifacts.
+    """
+    import tempfile
+
+    registry = card["facts"]["registry"]
+    name, version = registry["registered_model"], registry["version"]
+    subpath = f"model_card/{name}/v{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "card.json").write_text(canonical(card), encoding="utf-8")
+        Path(tmp, "card.md").write_text(markdown, encoding="utf-8")
+        if registry.get("model_id"):
+            client.log_model_artifacts(registry["model_id"], tmp, subpath)
+            location = client.get_logged_model(registry["model_id"]).artifact_location
+            uri = f"{location.rstrip('/')}/{subpath}"
+        else:
+            client.log_artifacts(registry["run_id"], tmp, subpath)
+            uri = f"runs:/{registry['run_id']}/{subpath}"
+    digest = sha256(card)
+    complete = not missing_fields(card["team"])
+    tags = {TAG_SHA: digest, TAG_URI: uri, "lifecycle.card.schema_version": str(card["schema_version"]),
+            "lifecycle.card.status": status(card), "lifecycle.card.complete": str(complete).lower(),
+            "lifecycle.card.built_at": str(card["built_at"])}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    summary = (card["team"]["model_details"].get("summary") or "").strip().splitlines()
+    client.update_model_version(
+        name, version,
+        description=(f"{summary[0] if summary else 'No summary yet.'}\n\n"
+                     f"Model card ({status(card)}, {'complete' if complete else 'incomplete'}): {uri}/card.md "
+                     f"({digest[:19]}…)"),
+    )
+    return {"uri": uri, "sha256": digest}
+
+
+def load_stored(client: Any, name: str, version: str) -> dict[str, Any] | None:
+    """The card stored with a version, or None if none was built. Its digest is verified."""
+    import tempfile
+
+    import mlflow
+
+    from scripts import registry
+    from scripts.errors import Refused
+
+    tags = registry.get_version(client, name, version).tags or {}
+    if TAG_URI not in tags:
+        return None
+    with tempfile.TemporaryDirectory() as tmp, registry.mlflow_errors():
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{tags[TAG_URI]}/card.json", dst_path=tmp)
+        card = json.loads(Path(local).read_text(encoding="utf-8"))
+    if sha256(card) != tags.get(TAG_SHA):
+        raise Refused(f"the stored card of {name!r} v{version} does not match its sha256 tag: it was altered")
+    return card
+
+
+def check_version(client: Any, name: str, version: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """The completeness gate for one version: (card, problems); no problems means it may be promoted."""
+    card = load_stored(client, name, version)
+    if card is None:
+        return None, [f"no model card was built for v{version}: run model_card.py build"]
+    current = collect_facts(client, name, version)
+    evaluation = current.get("evaluation")
+    return card, check(card, current, evaluation["time"] if evaluation else None)

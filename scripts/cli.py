@@ -40,26 +40,32 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def make_parser(prog: str, description: str, examples: str = "") -> ArgumentParser:
-    """A parser with the flags every step shares: --tracking-uri and --json."""
-    epilog = f"Examples:\n{examples}" if examples else None
-    parser = ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
+def shared_flags() -> argparse.ArgumentParser:
+    """--tracking-uri and --json, as a parent parser (subcommands take it too)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
         "--tracking-uri",
         default=os.environ.get("MLFLOW_TRACKING_URI"),
         help="MLflow tracking server URI (default: $MLFLOW_TRACKING_URI).",
     )
-    parser.add_argument(
+    parent.add_argument(
         "--json",
         action="store_true",
         help="Print one machine-readable JSON document on stdout; human text goes to stderr.",
     )
-    return parser
+    return parent
+
+
+def make_parser(prog: str, description: str, examples: str = "", shared: bool = True) -> ArgumentParser:
+    """A parser with the flags every step shares: --tracking-uri and --json."""
+    epilog = f"Examples:\n{examples}" if examples else None
+    return ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[shared_flags()] if shared else [],
+    )
 
 
 def add_model_flag(parser: argparse.ArgumentParser, required: bool = True) -> None:

@@ -25,6 +25,7 @@ from scripts import cli  # noqa: E402
 from scripts.errors import ToolkitError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = REPO / "examples"
 EXAMPLES = """\
   python scripts/demo.py
   MLFLOW_TRACKING_URI=http://mlflow.internal:5000 python scripts/demo.py --model demo-classifier
@@ -48,6 +49,7 @@ class StepFailed(ToolkitError):
 def step(console: Any, module: Any, argv: list[str]) -> dict[str, Any]:
     """Run one step script in-process, as its command line, and show its human output."""
     script = module.__name__.rsplit(".", 1)[-1]
+    argv = [a for a in argv]
     console.print(f"[dim]$ python scripts/{script}.py {shlex.join(argv)}[/]")
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
@@ -55,7 +57,10 @@ def step(console: Any, module: Any, argv: list[str]) -> dict[str, Any]:
     payload = json.loads(captured.getvalue() or "{}")
     if code != 0:
         raise StepFailed(f"scripts/{script}.py {shlex.join(argv)}: {payload.get('error', '')}", code)
-    module.render(payload)
+    if script == "model_card" and payload.get("command") == "diff":
+        console.print(payload["markdown"])
+    else:
+        module.render(payload)
     return payload
 
 
@@ -72,47 +77,49 @@ def approve(console: Any, interactive: bool, version: str) -> tuple[str, str]:
 def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
     from rich.rule import Rule
 
-    from scripts import archive, register, rollback, status, train, transition
+    from scripts import archive, compare_baseline, model_card, register, rollback, status, train, transition
 
     console = cli.console()
     uri = ["--tracking-uri", tracking_uri]
     model = ["--model", args.model]
-    console.print(Rule("1. train two models"))
-    with tempfile.TemporaryDirectory(prefix="demo-holdout-") as out:
-        first = step(console, train, [*uri, "--model-type", "logistic", "--C", "0.01", "--output-dir", out, "--run-name", "demo-logistic"])
-        second = step(console, train, [*uri, "--model-type", "gradient_boosting", "--n-estimators", "50", "--output-dir", out, "--run-name", "demo-gbm"])
+    with tempfile.TemporaryDirectory(prefix="demo-") as out:
+        console.print(Rule("1. train two models"))
+        first = step(console, train, [*uri, "--model-type", "gradient_boosting", "--n-estimators", "20",
+                                      "--output-dir", out, "--run-name", "demo-gbm"])
+        second = step(console, train, [*uri, "--model-type", "logistic", "--C", "0.05", "--output-dir", out,
+                                       "--run-name", "demo-logistic"])
+        gate_files = ["--policy", str(EXAMPLES_DIR / "demo-policy.yml"), "--holdout", second["holdout_path"],
+                      "--output", str(Path(out) / "verdict.json"), "--report", str(Path(out) / "report.md")]
 
-    console.print(Rule("2. register both"))
-    v1 = step(console, register, [*uri, *model, "--model-uri", first["model_uri"]])["version"]
-    v2 = step(console, register, [*uri, *model, "--model-uri", second["model_uri"]])["version"]
-    champion = step(console, status, [*uri, *model])["champion"] or "none"
+        console.print(Rule("2. register both"))
+        v1 = step(console, register, [*uri, *model, "--model-uri", first["model_uri"]])["version"]
+        v2 = step(console, register, [*uri, *model, "--model-uri", second["model_uri"]])["version"]
+        champion = step(console, status, [*uri, *model])["champion"] or "none"
 
-    console.print(Rule(f"3. stage v{v1}, approve, promote"))
-    step(console, transition, [*uri, *model, "--version", v1, "--to", "staging", "--reason", "demo: first candidate"])
-    approver, comment = approve(console, args.interactive, v1)
-    step(console, transition, [
-        *uri, *model, "--version", v1, "--to", "production", "--expect-champion", champion,
-        "--approver", approver, "--approval-source", "local", "--approval-comment", comment,
-        "--reason", "demo: first production model",
-    ])
+        for version, previous, why in ((v1, champion, "first production model"),
+                                       (v2, v1, "logistic regression replaces gradient boosting")):
+            console.print(Rule(f"gate, stage, model card, approval and promotion of v{version}"))
+            step(console, compare_baseline, [*uri, *model, "--candidate", version, *gate_files, "--stage"])
+            step(console, model_card, ["build", *uri, *model, "--version", version,
+                                       "--card", str(EXAMPLES_DIR / "demo-model-card.yml")])
+            if previous != "none":
+                step(console, model_card, ["diff", *uri, *model, "--version", version,
+                                           "--output", str(Path(out) / "card-diff.md")])
+            approver, comment = approve(console, args.interactive, version)
+            step(console, transition, [
+                *uri, *model, "--version", version, "--to", "production", "--expect-champion", previous,
+                "--approver", approver, "--approval-source", "local", "--approval-comment", comment,
+                "--reason", f"demo: {why}",
+            ])
 
-    console.print(Rule(f"4. stage v{v2} and promote it over v{v1}"))
-    step(console, transition, [*uri, *model, "--version", v2, "--to", "staging", "--reason", "demo: second candidate"])
-    approver, comment = approve(console, args.interactive, v2)
-    step(console, transition, [
-        *uri, *model, "--version", v2, "--to", "production", "--expect-champion", v1,
-        "--approver", approver, "--approval-source", "local", "--approval-comment", comment,
-        "--reason", "demo: gradient boosting replaces logistic regression",
-    ])
-
-    console.print(Rule("5. retention (keeps the champion and the previous champion)"))
+    console.print(Rule("retention (keeps the champion and the previous champion)"))
     step(console, archive, [*uri, *model, "--keep-last", "2", "--older-than", "0", "--dry-run"])
     step(console, archive, [*uri, *model, "--keep-last", "2", "--older-than", "0", "--reason", "demo retention"])
 
-    console.print(Rule(f"6. roll back to v{v1}"))
+    console.print(Rule(f"roll back to v{v1}"))
     step(console, rollback, [*uri, *model, "--reason", "demo: pretend v2 misbehaves in production"])
 
-    console.print(Rule("7. where things stand"))
+    console.print(Rule("where things stand"))
     final = step(console, status, [*uri, *model, "--audit"])
     _check_loads(console, tracking_uri, args.model, v1)
     return {"ok": True, "model": args.model, "versions": [v1, v2], "champion": final["champion"]}

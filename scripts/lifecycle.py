@@ -183,6 +183,11 @@ def _checked_version(client: "MlflowClient", name: str, version: str):
 # --- transitions -----------------------------------------------------------------------------------
 
 
+def require_reason_for_force(force: bool, reason: str | None) -> None:
+    if force and not reason:
+        raise BadInput("--force needs --reason: say why a version that is not the challenger is promoted")
+
+
 def stage(
     client: "MlflowClient",
     name: str,
@@ -240,6 +245,7 @@ def promote(
     approver: str | None = None,
     approval: dict[str, Any] | None = None,
     evidence: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
     legacy_stages: bool = False,
 ) -> dict[str, Any]:
     """Move the champion alias to ``version``, compare-and-set against ``expect_champion``.
@@ -249,8 +255,7 @@ def promote(
     champion keeps the previous-champion alias, so it stays reachable for rollback.
     """
     names.validated()
-    if force and not reason:
-        raise BadInput("--force needs --reason: say why a version that is not the challenger is promoted")
+    require_reason_for_force(force, reason)
     _, mv = _checked_version(client, name, version)
     if is_archived(mv):
         raise BadInput(
@@ -282,7 +287,8 @@ def promote(
         event = audit.new_event(
             "promote", name, version, previous_version=current, alias=names.champion,
             reason=reason, actor_name=actor, approver=approver, approval=approval, evidence=evidence,
-            details={"forced": force, "expected_champion": expect_champion, "was_challenger": challenger == version},
+            details={"forced": force, "expected_champion": expect_champion, "was_challenger": challenger == version,
+                     **(details or {})},
         )
         steps = [_set_alias(names.champion, version)]
         if current:

@@ -63,6 +63,11 @@ def build_parser() -> cli.ArgumentParser:
         help="Digest of evidence behind the change, e.g. verdict=sha256:...; repeatable.",
     )
     parser.add_argument(
+        "--skip-card-check",
+        action="store_true",
+        help="Promote without the model-card completeness gate (recorded in the audit record; needs --reason).",
+    )
+    parser.add_argument(
         "--legacy-stages",
         action="store_true",
         help="Also mirror to MLflow's deprecated stages (Staging/Production/Archived).",
@@ -91,6 +96,27 @@ def approval_from(args: Any) -> dict[str, Any] | None:
     }
 
 
+def card_gate(client: Any, args: Any, version: str, evidence: dict[str, str]) -> dict[str, Any]:
+    """Production needs a complete, current model card; its sha256 becomes evidence of the promotion."""
+    from scripts import cards, registry
+    from scripts.errors import Refused
+
+    if args.skip_card_check:
+        if not args.reason:
+            raise BadInput("--skip-card-check needs --reason: say why the card gate is bypassed")
+        return {"card_check": "skipped"}
+    registry.get_model(client, args.model)
+    card, problems = cards.check_version(client, args.model, version)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise Refused(
+            f"the model card of {args.model!r} v{version} is not ready: {shown}; nothing was changed",
+            hint="complete model-card.yml, run model_card.py build, then promote again",
+        )
+    evidence["card"] = cards.sha256(card)
+    return {"card_check": "passed"}
+
+
 def _run(args: Any) -> dict[str, Any]:
     from scripts import lifecycle, registry
 
@@ -107,9 +133,11 @@ def _run(args: Any) -> dict[str, Any]:
     if args.to == "staging":
         return lifecycle.stage(client, args.model, version, names, evidence=evidence, force=args.force, **common)
     if args.to == "production":
+        lifecycle.require_reason_for_force(args.force, args.reason)  # usage errors before any look-up
+        details = card_gate(client, args, version, evidence)
         return lifecycle.promote(
             client, args.model, version, names, expect_champion=expect, force=args.force,
-            approver=args.approver, approval=approval_from(args), evidence=evidence, **common,
+            approver=args.approver, approval=approval_from(args), evidence=evidence, details=details, **common,
         )
     return lifecycle.archive(client, args.model, version, names, **common)
 

@@ -16,7 +16,14 @@ def uri_args(tracking_uri: str, name: str) -> list[str]:
     return ["--tracking-uri", tracking_uri, "--model", name]
 
 
+# Model cards have their own tests (test_cards.py); here production skips the card gate, as recorded.
+SKIP_CARD = ["--skip-card-check"]
+
+
 def to(tracking_uri, name, version, target, *extra):
+    extra = list(extra)
+    if target == "production":
+        extra += SKIP_CARD + ([] if "--reason" in extra else ["--reason", "lifecycle test"])
     return call(transition, [*uri_args(tracking_uri, name), "--version", version, "--to", target, *extra])
 
 
@@ -45,6 +52,7 @@ def test_stage_then_promote_serves_the_champion(client, tracking_uri, trained, m
     assert promote["action"] == "promote" and promote["version"] == v1 and "previous_version" not in promote
     assert promote["approver"] == "alice"
     assert promote["approval"] == {"source": "github-environment", "comment": "LGTM"}
+    assert promote["details"]["card_check"] == "skipped" and promote["reason"] == "lifecycle test"
 
     import mlflow
 
@@ -76,7 +84,8 @@ def test_promoting_a_non_challenger_needs_force_with_a_reason(client, tracking_u
     to(tracking_uri, model_name, v1, "staging")
     code, result = to(tracking_uri, model_name, v2, "production")
     assert code == 1 and "is not @challenger" in result["error"]
-    code, result = to(tracking_uri, model_name, v2, "production", "--force")
+    code, result = call(transition, [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production",
+                                     "--force"])
     assert code == 2 and "--force needs --reason" in result["error"]
     assert aliases(client, model_name) == {"challenger": v1}
     code, _ = to(tracking_uri, model_name, v2, "production", "--force", "--reason", "hotfix")
@@ -134,7 +143,8 @@ def test_promote_race_between_processes(client, tracking_uri, make_versions, mod
     procs = [
         subprocess.Popen(
             [sys.executable, str(REPO / "scripts/transition.py"), *uri_args(tracking_uri, model_name),
-             "--version", v, "--to", "production", "--expect-champion", v1, "--force", "--reason", "race"],
+             "--version", v, "--to", "production", "--expect-champion", v1, "--force", "--reason", "race",
+             *SKIP_CARD],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for v in (v2, v3)
@@ -149,7 +159,8 @@ def test_crash_after_commit_is_finished_by_rerunning(client, tracking_uri, make_
     to(tracking_uri, model_name, v1, "staging")
     to(tracking_uri, model_name, v1, "production")
     to(tracking_uri, model_name, v2, "staging")
-    args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1]
+    args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1,
+            *SKIP_CARD, "--reason", "crash test"]
     crashed = run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-commit"})
     assert crashed.returncode == 70
     # the commit (alias move) happened, the rest did not: the lock still holds the intent
