@@ -356,13 +356,24 @@ def render_markdown(card: dict[str, Any]) -> str:
 
     return _env().get_template("model_card.md.j2").render(
         card=card, team=team, facts=facts, field=field, ai_act=AI_ACT_MAP, NOT_PROVIDED=NOT_PROVIDED,
+        slices=_ordered_slices(facts),
     )
 
 
+_ITEM_ORDER = ("name", "role", "contact", "decision", "date")
+
+
 def _item(value: Any) -> str:
+    """A list entry on one line, keys in a fixed order so rendering never depends on input order."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items() if v not in (None, "", []))
+        keys = sorted(value, key=lambda k: (_ITEM_ORDER.index(k) if k in _ITEM_ORDER else len(_ITEM_ORDER), k))
+        return ", ".join(f"{k}: {value[k]}" for k in keys if value[k] not in (None, "", []))
     return str(value)
+
+
+def _ordered_slices(facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    slices = (facts.get("evaluation") or {}).get("slices") or {}
+    return sorted(slices.items(), key=lambda kv: (kv[0] != "overall", kv[0]))
 
 
 # --- the completeness gate -------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def parse(text: str, source: str = "policy") -> Policy:
     for i, gate in enumerate(policy.gates):
         known = METRICS[policy.task]
         if gate.metric not in known:
-            close = difflib.get_close_matches(gate.metric, list(known), n=1)
+            close = difflib.get_close_matches(gate.metric, list(known), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
             line = yamlcheck.node_line(root, ("gates", i, "metric"))
             raise BadInput(

@@ -65,7 +65,7 @@ def _describe(root_model: Any, error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
         known = _known_fields(root_model, loc)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
         return f"{_path(loc)}: unknown field{hint}"
     message = error["msg"].removeprefix("Value error, ")

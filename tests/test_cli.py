@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import subprocess
 import sys
@@ -9,14 +10,24 @@ import sys
 import pytest
 from conftest import REPO
 
-STEPS = ["train", "register", "transition", "rollback", "archive", "status", "demo"]
+STEPS = ["train", "register", "transition", "rollback", "archive", "status", "demo",
+         "check_model", "evaluate", "compare_baseline", "model_card"]
+
+
+def all_parsers(parser):
+    """The parser and every subcommand's parser."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from all_parsers(sub)
 
 
 @pytest.mark.parametrize("step", STEPS)
 def test_every_option_has_help(step):
     module = importlib.import_module(f"scripts.{step}")
     parser = module.build_parser()
-    missing = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+    missing = [a.option_strings for p in all_parsers(parser) for a in p._actions if a.option_strings and not a.help]
     assert missing == []
     assert "Examples:" in parser.format_help()
 

@@ -13,7 +13,7 @@ def test_retention_dry_run_then_archive(client, tracking_uri, make_versions, mod
     v1, v2, v3, v4, v5, v6 = versions
     for v in (v2, v4):  # v2 then v4 champion: v2 becomes @previous-champion
         call(transition, [*base, "--version", v, "--to", "staging"])
-        call(transition, [*base, "--version", v, "--to", "production"])
+        call(transition, [*base, "--version", v, "--to", "production", "--skip-card-check", "--reason", "retention test"])
     call(transition, [*base, "--version", v3, "--to", "staging"])  # v3 is the challenger
     before = {v: client.get_model_version(model_name, v).tags for v in versions}
 
@@ -42,7 +42,7 @@ def test_retention_window_keeps_recent_champions_and_young_versions(client, trac
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
     for v in (v1, v2, v3):
         call(transition, [*base, "--version", v, "--to", "staging"])
-        call(transition, [*base, "--version", v, "--to", "production"])
+        call(transition, [*base, "--version", v, "--to", "production", "--skip-card-check", "--reason", "retention test"])
     code, plan = call(archive, [*base, "--keep-last", "0", "--older-than", "30", "--dry-run"])
     assert code == 0 and plan["would_archive"] == []
     assert plan["kept"][v1] == "was champion within the last 30 days"
