@@ -54,6 +54,18 @@ def build_parser() -> cli.ArgumentParser:
         help="Where the approval was given: a local confirmation or a GitHub environment review.",
     )
     parser.add_argument("--approval-comment", help="The approver's comment, recorded with the approval.")
+    parser.add_argument(
+        "--github-approval",
+        metavar="ENVIRONMENT",
+        help="Confirm through GitHub's API that this workflow run ($GITHUB_RUN_ID) was approved for "
+        "ENVIRONMENT, and record that approver, comment and time.",
+    )
+    parser.add_argument(
+        "--allow-unprotected-environment",
+        action="store_true",
+        help="With --github-approval: proceed when the environment has no required reviewers "
+        "(require-approval: false). Without it such a promotion is refused.",
+    )
     parser.add_argument("--approval-time", help="When the approval was given (ISO 8601).")
     parser.add_argument(
         "--evidence",
@@ -96,6 +108,38 @@ def approval_from(args: Any) -> dict[str, Any] | None:
     }
 
 
+def github_approval(args: Any) -> dict[str, Any]:
+    """The human gate: the GitHub environment's required reviewers must have approved this run."""
+    import os
+
+    from scripts import github_api
+    from scripts.errors import Refused
+
+    repo, run_id = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_RUN_ID")
+    if not repo or not run_id:
+        raise BadInput("--github-approval needs $GITHUB_REPOSITORY and $GITHUB_RUN_ID (run it inside GitHub Actions)")
+    gh = github_api.connect()
+    environment = args.github_approval
+    if not github_api.environment_protected(gh, repo, environment):
+        if not args.allow_unprotected_environment:
+            raise Refused(
+                f"environment {environment!r} of {repo} has no required reviewers, so nobody approved this "
+                "promotion; nothing was changed",
+                hint="add reviewers (setup_environments.py), or set require-approval: false to accept that",
+            )
+        return {"source": "github-environment", "environment": environment, "approver": None,
+                "comment": "environment has no required reviewers (require-approval: false)"}
+    approvals = github_api.run_approvals(gh, repo, run_id, environment)
+    if not approvals:
+        raise Refused(
+            f"no approval of run {run_id} for environment {environment!r} was found; nothing was changed",
+            hint="a required reviewer must approve the deployment in the run's page",
+        )
+    latest = approvals[-1]
+    return {"source": "github-environment", "environment": environment, "approver": latest.user,
+            "comment": latest.comment or None, "time": latest.time or None, "run_id": run_id}
+
+
 def card_gate(client: Any, args: Any, version: str, evidence: dict[str, str]) -> dict[str, Any]:
     """Production needs a complete, current model card; its sha256 becomes evidence of the promotion."""
     from scripts import cards, registry
@@ -134,10 +178,12 @@ def _run(args: Any) -> dict[str, Any]:
         return lifecycle.stage(client, args.model, version, names, evidence=evidence, force=args.force, **common)
     if args.to == "production":
         lifecycle.require_reason_for_force(args.force, args.reason)  # usage errors before any look-up
+        approval = github_approval(args) if args.github_approval else approval_from(args)
         details = card_gate(client, args, version, evidence)
         return lifecycle.promote(
             client, args.model, version, names, expect_champion=expect, force=args.force,
-            approver=args.approver, approval=approval_from(args), evidence=evidence, details=details, **common,
+            approver=(approval or {}).pop("approver", None) or args.approver, approval=approval, evidence=evidence,
+            details=details, **common,
         )
     return lifecycle.archive(client, args.model, version, names, **common)
 
