@@ -73,10 +73,10 @@ def now_iso(epoch_ms: int | None = None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _cap(text: str | None) -> str | None:
+def _cap(text: str | None, limit: int = _MAX_TEXT) -> str | None:
     if text is None:
         return None
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def new_event(
@@ -114,7 +114,31 @@ def new_event(
         "evidence": evidence or None,
         "details": details or None,
     }
-    return {k: v for k, v in event.items() if v is not None}
+    return fit(event)
+
+
+# MLflow run tag values hold 8,000 characters; keep a margin for the JSON of the key fields.
+MAX_EVENT_CHARS = 7500
+
+
+def fit(event: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty fields and make the encoded event fit a run tag, shortening free text first.
+
+    Refuses (bad input, before anything is changed) when even the shortened event does not fit,
+    rather than letting the server truncate it into unreadable JSON."""
+    event = {k: v for k, v in event.items() if v is not None}
+    for limit in (_MAX_TEXT, 500, 100):
+        if len(encode(event)) <= MAX_EVENT_CHARS:
+            return event
+        for key in ("reason",):
+            if isinstance(event.get(key), str):
+                event[key] = _cap(event[key], limit)
+        if isinstance(event.get("approval"), dict) and isinstance(event["approval"].get("comment"), str):
+            event["approval"]["comment"] = _cap(event["approval"]["comment"], limit)
+    if len(encode(event)) > MAX_EVENT_CHARS:
+        raise BadInput("the audit event is too large for MLflow (over 7,500 characters); shorten --approver, "
+                       "--actor or --evidence")
+    return event
 
 
 def event_key(event: dict[str, Any]) -> str:
@@ -123,7 +147,7 @@ def event_key(event: dict[str, Any]) -> str:
 
 
 def encode(event: dict[str, Any]) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"))
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def event_digest(event: dict[str, Any]) -> str:

@@ -408,11 +408,15 @@ def check(card: dict[str, Any], current_facts: dict[str, Any], evaluation_time_m
         problems.append("built_at: the card is older than the latest evaluation; rebuild it")
     if get_path(team, "card.risk.ai_act_tier") == "high":
         authors = {(a.get("name") or "").strip().lower() for a in team["card"].get("authors") or []}
-        for i, approval in enumerate(team["card"].get("approvals") or []):
+        approvals = team["card"].get("approvals") or []
+        for i, approval in enumerate(approvals):
             if (approval.get("name") or "").strip().lower() in authors:
                 problems.append(f"card.approvals[{i}].name: the approver is also an author")
-        criteria_time = get_path(team, "metrics.acceptance_criteria")
-        del criteria_time
+            if approval.get("decision") != "approved":
+                problems.append(f"card.approvals[{i}].decision: {approval.get('decision') or 'missing'}, not approved")
+        if approvals and not any(a.get("decision") == "approved" and (a.get("name") or "").strip().lower() not in authors
+                                 for a in approvals):
+            problems.append("card.approvals: no approval by someone who is not an author")
     return problems
 
 

@@ -131,12 +131,16 @@ def append_step_summary(markdown: str) -> None:
         pass  # The summary is a courtesy; never let it mask the real outcome.
 
 
-def report_error(title: str, message: str, exit_code: int) -> None:
-    """The single exit path for failures: one line on stderr, an annotation and a summary on Actions."""
+def report_error(title: str, message: str, exit_code: int, json_output: bool = False) -> None:
+    """The single exit path for failures: one line on stderr, an annotation and a summary on Actions.
+
+    With --json the annotation goes to stderr (the runner reads workflow commands there too) so
+    that stdout stays one JSON document."""
     line = " ".join(message.split())
     print(f"error: {line}", file=sys.stderr)
     if in_github_actions():
-        print(f"::error title={_escape_annotation(title)}::{_escape_annotation(line)}")
+        stream = sys.stderr if json_output or "--json" in sys.argv else sys.stdout
+        print(f"::error title={_escape_annotation(title)}::{_escape_annotation(line)}", file=stream)
         append_step_summary(f"### ❌ {title} (exit {exit_code})\n\n{line}")
 
 
@@ -159,7 +163,7 @@ def run(
         else:
             payload = action()
     except ToolkitError as exc:
-        report_error(exc.title, exc.one_line(), exc.exit_code)
+        report_error(exc.title, exc.one_line(), exc.exit_code, json_output)
         if json_output:
             print_json({"ok": False, "exit_code": exc.exit_code, "error": exc.one_line()})
         return exc.exit_code
@@ -168,7 +172,7 @@ def run(
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 3
         mapped = _map_unexpected(exc)
-        report_error(mapped.title, mapped.one_line(), mapped.exit_code)
+        report_error(mapped.title, mapped.one_line(), mapped.exit_code, json_output)
         if os.environ.get("LIFECYCLE_DEBUG") or os.environ.get("ACTIONS_STEP_DEBUG") == "true":
             traceback.print_exc()
         return mapped.exit_code

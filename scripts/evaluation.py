@@ -203,7 +203,10 @@ def predict(model: LoadedModel, features: "pd.DataFrame", task: str, y: np.ndarr
         labels = np.asarray(model.predict_fn(features)).reshape(-1)
         if labels.dtype.kind == "f":
             _require_finite(model.uri, labels)
-        return Predictions(labels=labels)
+        # No classes_ (a pyfunc): fix the positive class once, from the whole hold-out, so that a
+        # slice with one class only cannot flip it.
+        known = sorted(set(np.unique(y).tolist()) | set(np.unique(labels).tolist()), key=str)
+        return Predictions(labels=labels, classes=known if task == "binary" and len(known) == 2 else None)
     except (BadInput, Refused):
         raise
     except Exception as exc:  # noqa: BLE001 - a model that crashes on valid data is the model's fault

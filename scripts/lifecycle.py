@@ -147,8 +147,10 @@ def _recover(client: "MlflowClient", name: str):
 
 def _execute(client: "MlflowClient", lock: model_lock.Lock, model: Any, steps: list, event: dict) -> None:
     lock.set_intent({"steps": steps, "event": event})
-    _apply(client, model.name, steps[0])
+    # Committed from here on: a timeout on the first step may hide that the server applied it, so
+    # the intent must survive; recovery checks whether the commit really took effect.
     lock.committed = True
+    _apply(client, model.name, steps[0])
     _failpoint("after-commit")
     for step in steps[1:]:
         _apply(client, model.name, step)

@@ -70,6 +70,13 @@ class Lock:
             self.client.set_registered_model_tag(self.name, INTENT_TAG, json.dumps(intent, sort_keys=True))
 
 
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def _holder_tags(token: str, action: str) -> dict[str, str]:
     now = time.time()
     return {
@@ -77,6 +84,7 @@ def _holder_tags(token: str, action: str) -> dict[str, str]:
         "action": action,
         "host": socket.gethostname(),
         "boot_id": _boot_id(),
+        "pid_namespace": _pid_namespace(),
         "pid": str(os.getpid()),
         "acquired_at": f"{now:.3f}",
         "expires_at": f"{now + _ttl_seconds():.3f}",
@@ -98,7 +106,10 @@ def is_stale(tags: dict[str, str]) -> bool:
     try:
         if time.time() > float(tags.get("expires_at", "0")):
             return True
-        same_machine = tags.get("host") == socket.gethostname() and tags.get("boot_id") == _boot_id()
+        # Same kernel and same PID namespace: only then does "that PID is gone" mean the holder died
+        # (containers sharing a hostname and kernel have PIDs of their own).
+        same_machine = (tags.get("host") == socket.gethostname() and tags.get("boot_id") == _boot_id()
+                        and tags.get("pid_namespace") == _pid_namespace() != "")
         return bool(same_machine and tags.get("pid") and not _pid_alive(int(tags["pid"])))
     except ValueError:
         return True
@@ -167,6 +178,10 @@ def _break_if_stale(client: "MlflowClient", name: str, recover: Callable[[dict[s
     if intent:
         recover(json.loads(intent))
     try:
+        # Narrow the race with another breaker: delete only the stale lock we looked at, not a
+        # fresh one someone acquired in the meantime.
+        if (client.get_registered_model(name).tags or {}).get("token") != tags.get("token"):
+            return
         client.delete_registered_model(name)
     except MlflowException as exc:
         if not is_not_found(exc):

@@ -107,6 +107,17 @@ def test_check_fails_when_the_approver_is_an_author(tracking_uri, model_name, tm
     assert code == 1 and "card.approvals[0].name: the approver is also an author" in result["problems"]
 
 
+def test_high_risk_needs_an_approval_that_approves(tracking_uri, model_name, tmp_path, evaluated):
+    version, card, _ = evaluated
+    card["card"]["risk"]["ai_act_tier"] = "high"
+    card["card"]["approvals"] = [{"name": "Bob Reviewer", "role": "lead", "decision": "rejected", "date": "2026-11-27"}]
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    code, result = check(tracking_uri, model_name, version)
+    assert code == 1
+    assert "card.approvals[0].decision: rejected, not approved" in result["problems"]
+    assert "card.approvals: no approval by someone who is not an author" in result["problems"]
+
+
 def test_check_fails_when_the_card_is_older_than_the_latest_evaluation(tracking_uri, model_name, tmp_path, evaluated):
     version, card, policy = evaluated
     build(tracking_uri, model_name, version, write_card(tmp_path, card))

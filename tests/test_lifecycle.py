@@ -280,3 +280,18 @@ def test_concurrent_audit_writers_lose_nothing(client, tracking_uri, make_versio
         t.join(60)
     notes = sorted(e["reason"] for e in audit_events(client, model_name) if e["action"] == "note")
     assert notes == sorted(f"{i}-{j}" for i in range(8) for j in range(3))
+
+
+def test_long_non_ascii_reason_keeps_the_audit_record_readable(client, tracking_uri, make_versions, model_name):
+    v1, v2 = make_versions(2)
+    to(tracking_uri, model_name, v1, "staging")
+    code, _ = to(tracking_uri, model_name, v1, "production", "--reason", "理由" * 2000)
+    assert code == 0
+    event = audit_events(client, model_name)[-1]
+    assert event["action"] == "promote" and event["reason"].startswith("理由") and event["reason"].endswith("...")
+    to(tracking_uri, model_name, v2, "staging")
+    before = aliases(client, model_name)
+    code, result = to(tracking_uri, model_name, v2, "production", "--approver", "x" * 9000)
+    assert code == 2 and "too large" in result["error"]
+    assert aliases(client, model_name) == before
+    assert call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "r"])[0] == 2  # only one champion
