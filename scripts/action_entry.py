@@ -93,7 +93,7 @@ def run_command(command: str) -> tuple[int, dict[str, str]]:
         "promote": lambda: _step(transition, [
             *base, "--version", version, "--to", "production", *reason,
             *(["--expect-champion", value("expect-champion")] if value("expect-champion") else []),
-            *(["--github-approval", value("environment") or "production"] if flag("require-approval", True) or True else []),
+            "--github-approval", value("environment") or "production",
             *([] if flag("require-approval", True) else ["--allow-unprotected-environment"]),
         ]),
         "rollback": lambda: _step(rollback, [*base, *reason]),
@@ -149,6 +149,10 @@ def _run() -> dict[str, Any]:
     for name in REQUIRED[command]:
         if not value(name):
             raise BadInput(f"input {name} must be set when command is {command}")
+    if value("version"):  # validated before it is used in any URI or argv
+        from scripts.registry import parse_version
+
+        parse_version(value("version"), "input version")
     if value("tracking-uri"):
         os.environ["MLFLOW_TRACKING_URI"] = value("tracking-uri")
     if command not in ("notify",) and not os.environ.get("MLFLOW_TRACKING_URI"):
