@@ -49,3 +49,14 @@ def test_no_expression_inside_run_blocks():
             blocks.append(block)
             assert "${{" not in block, f"{path.name} has an expression inside run:"
     assert len(blocks) >= 3  # the action's two steps and the pull-request template's training step
+
+
+def test_readme_documents_every_action_input_and_output():
+    import yaml
+
+    readme = (REPO / "README.md").read_text()
+    action = yaml.safe_load((REPO / "action.yml").read_text())
+    for name, spec in action["inputs"].items():
+        assert f"### `{name}`" in readme and spec.get("description")
+    for name in action["outputs"]:
+        assert f"- `{name}`:" in readme
