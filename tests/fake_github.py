@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,11 @@ class FakeGitHub:
         self.approvals: dict[str, list[dict[str, Any]]] = {}
         self.users = {"alice": 101, "bob": 102, "carol": 103}
         self.webhooks: list[dict[str, Any]] = []
+        self.dispatches: list[dict[str, Any]] = []
+        # Scripted failures of POST /repos/{repo}/dispatches: "502", "rate-limit" (403 with
+        # x-ratelimit-remaining 0 and a reset 1 s ahead) or a float p for random 5xx with probability p.
+        self.dispatch_failures: list[str] = []
+        self.dispatch_error_rate = 0.0
         self.next_id = 1000
         self.log_path = log_path
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -80,9 +87,11 @@ class FakeGitHub:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def _reply(self, status: int, payload: Any) -> None:
+            def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for key, text in (headers or {}).items():
+                    self.send_header(key, text)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -103,8 +112,8 @@ class FakeGitHub:
                     if fake.log_path:
                         with open(fake.log_path, "a", encoding="utf-8") as handle:
                             handle.write(json.dumps(record) + "\n")
-                    status, payload = fake.route(self.command, parsed.path, body)
-                self._reply(status, payload)
+                    answer = fake.route(self.command, parsed.path, body)
+                self._reply(*answer)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
@@ -113,7 +122,19 @@ class FakeGitHub:
 
         return Handler
 
-    def route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def _dispatch(self, repo: str, body: Any) -> tuple:
+        if self.dispatch_failures:
+            failure = self.dispatch_failures.pop(0)
+            if failure == "rate-limit":
+                return 403, {"message": "API rate limit exceeded"}, {
+                    "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 1)}
+            return int(failure), {"message": "upstream trouble"}
+        if self.dispatch_error_rate and random.random() < self.dispatch_error_rate:
+            return 502, {"message": "bad gateway"}
+        self.dispatches.append({"repo": repo, **(body or {})})
+        return 204, {}
+
+    def route(self, method: str, path: str, body: Any) -> tuple:
         if path.startswith("/hooks/"):
             self.webhooks.append({"hook": path, "body": body})
             return 200, {"ok": True}
@@ -126,6 +147,8 @@ class FakeGitHub:
         if not m:
             return 404, {"message": "Not Found"}
         repo, rest = m.group(1), m.group(2) or ""
+        if rest == "/dispatches" and method == "POST":
+            return self._dispatch(repo, body)
         if rest == "":
             owner, name = repo.split("/")
             return 200, {"full_name": repo, "name": name, "owner": {"login": owner}, "url": f"{self.url}/repos/{repo}",

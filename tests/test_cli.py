@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 STEPS = ["train", "register", "transition", "rollback", "archive", "status", "demo",
-         "check_model", "evaluate", "compare_baseline", "model_card", "notify", "setup_environments"]
+         "check_model", "evaluate", "compare_baseline", "model_card", "notify", "setup_environments", "relay"]
 
 
 def all_parsers(parser):
