@@ -34,6 +34,7 @@ from scripts.registry import (
     is_not_found,
     mlflow_errors,
     validate_alias,
+    writer,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,6 +91,7 @@ def _apply(client: "MlflowClient", name: str, step: dict[str, Any]) -> None:
     from mlflow.exceptions import MlflowException
 
     op = step["op"]
+    client = writer(client)
     with mlflow_errors():
         if op == "set_alias":
             client.set_registered_model_alias(name, step["alias"], step["version"])

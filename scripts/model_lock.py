@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from scripts.errors import ServiceError
-from scripts.registry import is_already_exists, is_not_found, mlflow_errors
+from scripts.registry import is_already_exists, is_not_found, mlflow_errors, writer
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -67,7 +67,7 @@ class Lock:
 
     def set_intent(self, intent: dict[str, Any]) -> None:
         with mlflow_errors():
-            self.client.set_registered_model_tag(self.name, INTENT_TAG, json.dumps(intent, sort_keys=True))
+            writer(self.client).set_registered_model_tag(self.name, INTENT_TAG, json.dumps(intent, sort_keys=True))
 
 
 def _pid_namespace() -> str:
@@ -182,7 +182,7 @@ def _break_if_stale(client: "MlflowClient", name: str, recover: Callable[[dict[s
         # fresh one someone acquired in the meantime.
         if (client.get_registered_model(name).tags or {}).get("token") != tags.get("token"):
             return
-        client.delete_registered_model(name)
+        writer(client).delete_registered_model(name)
     except MlflowException as exc:
         if not is_not_found(exc):
             raise
@@ -192,7 +192,7 @@ def _expire(client: "MlflowClient", name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        client.set_registered_model_tag(name, "expires_at", "0")
+        writer(client).set_registered_model_tag(name, "expires_at", "0")
     except MlflowException:
         pass  # Unreachable server: the lock expires by itself after its TTL.
 
@@ -204,6 +204,6 @@ def _release(client: "MlflowClient", name: str, token: str) -> None:
     try:
         held = client.get_registered_model(name)
         if (held.tags or {}).get("token") == token:
-            client.delete_registered_model(name)
+            writer(client).delete_registered_model(name)
     except MlflowException:
         pass  # Unreachable server: the lock expires, and its intent lets the next caller finish.
