@@ -22,6 +22,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/bench_lifecycle.py
+	$(BIN)/python bench/bench_gate.py
+	$(BIN)/python bench/bench_relay.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache
