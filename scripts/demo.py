@@ -49,7 +49,6 @@ class StepFailed(ToolkitError):
 def step(console: Any, module: Any, argv: list[str]) -> dict[str, Any]:
     """Run one step script in-process, as its command line, and show its human output."""
     script = module.__name__.rsplit(".", 1)[-1]
-    argv = [a for a in argv]
     console.print(f"[dim]$ python scripts/{script}.py {shlex.join(argv)}[/]")
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):

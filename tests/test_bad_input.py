@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import aliases, audit_events, call, run_script
 
-from scripts import local_server, status, transition
+from scripts import local_server, transition
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ import threading
 import time
 
 import pandas as pd
-import pytest
 from conftest import aliases, audit_events, call, run_script
 
 from scripts import rollback, status, transition
