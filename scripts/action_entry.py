@@ -56,15 +56,8 @@ def write_outputs(outputs: dict[str, str]) -> None:
 
 
 def _step(module: Any, argv: list[str]) -> tuple[int, dict[str, Any]]:
-    """Run a step script in-process with --json; its human-readable errors already went to stderr."""
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = module.main([*argv, "--json"])
-    text = out.getvalue().strip()
-    payload = json.loads(text[text.find("{"):]) if "{" in text else {}
+    """Run a step script in-process; its result goes to the log (stderr), the outputs use it."""
+    code, payload = cli.call_step(module, argv)
     print(json.dumps(payload, indent=2, sort_keys=True, default=str), file=sys.stderr)
     return code, payload
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import hashlib
 import json
 import os
 import socket
@@ -26,7 +25,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
 from scripts.errors import BadInput
-from scripts.registry import TAG_AUDIT_RUN, is_already_exists, mlflow_errors
+from scripts.registry import TAG_AUDIT_RUN, experiment_id, mlflow_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -130,9 +129,8 @@ def fit(event: dict[str, Any]) -> dict[str, Any]:
     for limit in (_MAX_TEXT, 500, 100):
         if len(encode(event)) <= MAX_EVENT_CHARS:
             return event
-        for key in ("reason",):
-            if isinstance(event.get(key), str):
-                event[key] = _cap(event[key], limit)
+        if isinstance(event.get("reason"), str):
+            event["reason"] = _cap(event["reason"], limit)
         if isinstance(event.get("approval"), dict) and isinstance(event["approval"].get("comment"), str):
             event["approval"]["comment"] = _cap(event["approval"]["comment"], limit)
     if len(encode(event)) > MAX_EVENT_CHARS:
@@ -148,28 +146,6 @@ def event_key(event: dict[str, Any]) -> str:
 
 def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def event_digest(event: dict[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(encode(event).encode()).hexdigest()
-
-
-def _experiment_id(client: "MlflowClient") -> str:
-    with mlflow_errors():
-        experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-        if experiment is None:
-            try:
-                return client.create_experiment(AUDIT_EXPERIMENT, tags={"lifecycle.purpose": "audit"})
-            except Exception as exc:  # a concurrent writer created it first
-                if not is_already_exists(exc):
-                    raise
-                experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
-    if experiment.lifecycle_stage != "active":
-        raise BadInput(
-            f"the audit experiment {AUDIT_EXPERIMENT!r} is deleted",
-            hint=f"restore it with: mlflow experiments restore --experiment-id {experiment.experiment_id}",
-        )
-    return experiment.experiment_id
 
 
 def _audit_runs(client: "MlflowClient", model_name: str) -> list[Any]:
@@ -199,7 +175,7 @@ def audit_run_id(client: "MlflowClient", model: "RegisteredModel") -> str:
             run_id = sorted(existing, key=lambda r: r.info.start_time)[0].info.run_id
         else:
             run = client.create_run(
-                _experiment_id(client),
+                experiment_id(client, AUDIT_EXPERIMENT, {"lifecycle.purpose": "audit"}),
                 run_name=model.name[:250],
                 tags={MODEL_TAG: model.name, "mlflow.note.content": f"Audit record of model {model.name}"},
             )

@@ -243,16 +243,17 @@ def missing_fields(team: dict[str, Any]) -> list[str]:
 # --- facts from MLflow -----------------------------------------------------------------------------
 
 
-def collect_facts(client: Any, name: str, version: str) -> dict[str, Any]:
-    """Registry facts, signature, params, dataset digests, latest evaluation and verdict of a version."""
+def collect_facts(client: Any, name: str, version: str, mv: Any = None) -> dict[str, Any]:
+    """Registry facts, signature, params, dataset digests, latest evaluation and verdict of a version
+    (``mv``: the version when the caller has already read it)."""
     import mlflow
     from mlflow.models import Model
 
     from scripts import registry
 
-    mv = registry.get_version(client, name, version)
+    mv = mv or registry.get_version(client, name, version)
     tags = mv.tags or {}
-    model_id = mv.source.split("/", 1)[1] if mv.source and mv.source.startswith("models:/m-") else None
+    model_id = registry.model_id_of(mv.source)
     facts: dict[str, Any] = {
         "registry": {
             "registered_model": name, "version": str(mv.version), "source": mv.source, "run_id": mv.run_id,
@@ -589,7 +590,7 @@ def store(client: Any, card: dict[str, Any], markdown: str) -> dict[str, str]:
     return {"uri": uri, "sha256": digest}
 
 
-def load_stored(client: Any, name: str, version: str) -> dict[str, Any] | None:
+def load_stored(client: Any, name: str, version: str, mv: Any = None) -> dict[str, Any] | None:
     """The card stored with a version, or None if none was built. Its digest is verified."""
     import tempfile
 
@@ -598,7 +599,7 @@ def load_stored(client: Any, name: str, version: str) -> dict[str, Any] | None:
     from scripts import registry
     from scripts.errors import Refused
 
-    tags = registry.get_version(client, name, version).tags or {}
+    tags = (mv or registry.get_version(client, name, version)).tags or {}
     if TAG_URI not in tags:
         return None
     with tempfile.TemporaryDirectory() as tmp, registry.mlflow_errors():
@@ -611,9 +612,12 @@ def load_stored(client: Any, name: str, version: str) -> dict[str, Any] | None:
 
 def check_version(client: Any, name: str, version: str) -> tuple[dict[str, Any] | None, list[str]]:
     """The completeness gate for one version: (card, problems); no problems means it may be promoted."""
-    card = load_stored(client, name, version)
+    from scripts import registry
+
+    mv = registry.get_version(client, name, version)
+    card = load_stored(client, name, version, mv)
     if card is None:
         return None, [f"no model card was built for v{version}: run model_card.py build"]
-    current = collect_facts(client, name, version)
+    current = collect_facts(client, name, version, mv)
     evaluation = current.get("evaluation")
     return card, check(card, current, evaluation["time"] if evaluation else None)

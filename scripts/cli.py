@@ -202,14 +202,28 @@ def _map_unexpected(exc: Exception) -> ToolkitError:
     return error
 
 
-def console(json_output: bool = False):
-    """A rich console: on stderr when --json owns stdout, else on stdout."""
-    from rich.console import Console
-
+def console():
+    """A rich console for human output, at least 120 columns wide even when not on a terminal."""
     import shutil
 
+    from rich.console import Console
+
     width = max(shutil.get_terminal_size((140, 40)).columns, 120)
-    return Console(stderr=json_output, highlight=False, width=width)
+    return Console(highlight=False, width=width)
+
+
+def call_step(module: Any, argv: Sequence[str]) -> tuple[int, dict[str, Any]]:
+    """Run another step's ``main`` in-process with --json: (exit code, its JSON document).
+
+    Used by the demo and the action's entry point; the step reports its own errors (stderr,
+    annotations, summary) through its own ``run``."""
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = module.main([*argv, "--json"])
+    text = out.getvalue().strip()
+    return code, json.loads(text[text.find("{"):]) if "{" in text else {}
 
 
 def main_guard(main: Callable[[Sequence[str] | None], int]) -> None:

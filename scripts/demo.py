@@ -8,10 +8,7 @@ and prints the versions, aliases and audit history. Safe to run again: each run 
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import io
-import json
 import shlex
 import sys
 import tempfile
@@ -50,10 +47,7 @@ def step(console: Any, module: Any, argv: list[str]) -> dict[str, Any]:
     """Run one step script in-process, as its command line, and show its human output."""
     script = module.__name__.rsplit(".", 1)[-1]
     console.print(f"[dim]$ python scripts/{script}.py {shlex.join(argv)}[/]")
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        code = module.main([*argv, "--json"])
-    payload = json.loads(captured.getvalue() or "{}")
+    code, payload = cli.call_step(module, argv)
     if code != 0:
         raise StepFailed(f"scripts/{script}.py {shlex.join(argv)}: {payload.get('error', '')}", code)
     if script == "model_card" and payload.get("command") == "diff":

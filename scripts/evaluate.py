@@ -45,10 +45,10 @@ def _run(args: Any) -> dict[str, Any]:
     match = _REGISTERED.match(args.model_uri)
     if match:
         name = match.group(1)
-        registry.get_model(client, name)
         if match.group(2):
             mv = registry.get_version(client, name, match.group(2))
         else:
+            registry.get_model(client, name)  # a missing model is named as such, not as a missing alias
             with registry.mlflow_errors(not_found=f"model {name!r} has no alias @{match.group(3)}"):
                 mv = client.get_model_version_by_alias(name, match.group(3))
         version, source = str(mv.version), mv.source

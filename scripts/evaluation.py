@@ -448,12 +448,6 @@ def metric_entries(results: dict[str, SliceResult]) -> dict[str, float]:
     return entries
 
 
-def model_id_of(source: str | None) -> str | None:
-    if source and source.startswith("models:/m-"):
-        return source.split("/", 1)[1].split("/", 1)[0]
-    return None
-
-
 def log_evaluation(
     client: Any,
     *,
@@ -474,18 +468,16 @@ def log_evaluation(
 
     from mlflow.entities import Metric
 
-    from scripts.registry import mlflow_errors
+    from scripts import registry
 
-    with mlflow_errors():
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    with registry.mlflow_errors():
         tags = {"lifecycle.model_uri": model_uri, "lifecycle.holdout.sha256": holdout["sha256"],
                 "lifecycle.holdout.rows": str(holdout["rows"]), "mlflow.runName": f"evaluate {name or model_uri} v{version or ''}"}
         if name and version:
             tags.update({"lifecycle.model": name, "lifecycle.version": str(version)})
-        run = client.create_run(experiment_id, tags=tags)
+        run = client.create_run(registry.experiment_id(client, experiment), tags=tags)
         now = int(_time.time() * 1000)
-        model_id = model_id_of(source)
+        model_id = registry.model_id_of(source)
         metrics = [Metric(k, v, now, 0, model_id=model_id) for k, v in metric_entries(results).items()]
         for start in range(0, len(metrics), 1000):
             client.log_batch(run.info.run_id, metrics=metrics[start: start + 1000])

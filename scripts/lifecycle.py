@@ -175,15 +175,6 @@ def _result(action: str, model: str, version: str | None, changed: bool, message
     return result
 
 
-def _checked_version(client: "MlflowClient", name: str, version: str):
-    """The version, read once; only when it is missing is the model read, to say which is."""
-    try:
-        return None, get_version(client, name, version)
-    except BadInput:
-        get_model(client, name)  # raises "model ... is not registered" when that is the cause
-        raise
-
-
 # --- transitions -----------------------------------------------------------------------------------
 
 
@@ -206,7 +197,7 @@ def stage(
 ) -> dict[str, Any]:
     """Point the challenger alias at ``version`` (the staging step)."""
     names.validated()
-    _, mv = _checked_version(client, name, version)
+    mv = get_version(client, name, version)
     if is_archived(mv) and not force:
         raise BadInput(
             f"version {version} of {name!r} is archived",
@@ -260,7 +251,7 @@ def promote(
     """
     names.validated()
     require_reason_for_force(force, reason)
-    _, mv = _checked_version(client, name, version)
+    mv = get_version(client, name, version)
     if is_archived(mv):
         raise BadInput(
             f"version {version} of {name!r} is archived",
@@ -325,7 +316,7 @@ def archive(
     happened after retention made its plan is respected.
     """
     names.validated()
-    _, mv = _checked_version(client, name, version)
+    mv = get_version(client, name, version)
     if is_archived(mv):
         return _result("archive", name, version, False, f"v{version} is already archived")
     with model_lock.hold(client, name, "archive", _recover(client, name)) as lock:

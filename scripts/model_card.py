@@ -87,7 +87,6 @@ def _build(args: Any, client: Any, version: str) -> dict[str, Any]:
     from scripts import cards, registry
 
     team = load_team_card(args.card)  # validated before anything is read or written
-    registry.get_model(client, args.model)
     with registry.mlflow_errors():
         facts = cards.collect_facts(client, args.model, version)
         card = cards.build_card(team, facts, int(time.time() * 1000))
@@ -99,9 +98,8 @@ def _build(args: Any, client: Any, version: str) -> dict[str, Any]:
 
 
 def _check(args: Any, client: Any, version: str) -> dict[str, Any]:
-    from scripts import cards, registry
+    from scripts import cards
 
-    registry.get_model(client, args.model)
     card, problems = cards.check_version(client, args.model, version)
     if problems:
         cli.report_error("Model card incomplete", f"card of {args.model} v{version}: " + "; ".join(problems), EXIT_REFUSED)
@@ -111,9 +109,8 @@ def _check(args: Any, client: Any, version: str) -> dict[str, Any]:
 
 
 def _stored(client: Any, name: str, version: str) -> dict[str, Any]:
-    from scripts import cards, registry
+    from scripts import cards
 
-    registry.get_model(client, name)
     card = cards.load_stored(client, name, version)
     if card is None:
         raise BadInput(f"no model card was built for {name!r} v{version}", hint="run model_card.py build first")

@@ -150,8 +150,39 @@ def get_model(client: "MlflowClient", name: str) -> "RegisteredModel":
 
 
 def get_version(client: "MlflowClient", name: str, version: str) -> "ModelVersion":
-    with mlflow_errors(not_found=f"model {name!r} has no version {version}"):
-        return client.get_model_version(name, version)
+    """One version, read once; only when it is missing is the model read, to say which is missing."""
+    try:
+        with mlflow_errors(not_found=f"model {name!r} has no version {version}"):
+            return client.get_model_version(name, version)
+    except BadInput:
+        get_model(client, name)  # raises "model ... is not registered" when that is the cause
+        raise
+
+
+def model_id_of(source: str | None) -> str | None:
+    """The MLflow 3 logged-model id of a version registered from ``models:/m-...``, else None."""
+    if source and source.startswith("models:/m-"):
+        return source.split("/", 1)[1].split("/", 1)[0]
+    return None
+
+
+def experiment_id(client: "MlflowClient", name: str, tags: dict[str, str] | None = None) -> str:
+    """The id of an experiment the toolkit writes to, created if missing (a concurrent creator wins)."""
+    with mlflow_errors():
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name, tags=tags)
+            except Exception as exc:  # noqa: BLE001 - a concurrent writer created it first
+                if not is_already_exists(exc):
+                    raise
+                experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage != "active":
+        raise BadInput(
+            f"the experiment {name!r} is deleted",
+            hint=f"restore it with: mlflow experiments restore --experiment-id {experiment.experiment_id}",
+        )
+    return experiment.experiment_id
 
 
 def alias_map(model: "RegisteredModel") -> dict[str, str]:

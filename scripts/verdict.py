@@ -166,8 +166,10 @@ def build(
 
 
 def _file_sha256(path: str) -> str | None:
+    from scripts.lineage import file_sha256
+
     try:
-        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 
