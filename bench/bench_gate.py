@@ -44,8 +44,9 @@ def train_and_register(uri: str, data: Path, name: str) -> tuple[str, str]:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from scripts import lifecycle, registry
-    from scripts.train import pip_requirements, trusted_types_for
+    from model_lifecycle.core import lifecycle
+    from model_lifecycle.adapters import registry
+    from model_lifecycle.edges.commands.train import pip_requirements, trusted_types_for
 
     frame = pd.read_parquet(data).head(50_000)
     mlflow.set_tracking_uri(uri)
@@ -86,7 +87,7 @@ COMPARE = """
 import sys, time, json, contextlib, io
 t = time.perf_counter()
 sys.path.insert(0, sys.argv[5])
-from scripts import compare_baseline
+from model_lifecycle.edges.commands import compare_baseline
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = compare_baseline.main(["--tracking-uri", sys.argv[1], "--model", sys.argv[2], "--candidate", sys.argv[3],
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from scripts import local_server
+    from model_lifecycle.edges import local_server
 
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
         root = Path(tmp)

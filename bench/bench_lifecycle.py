@@ -40,7 +40,8 @@ REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(BENCH)]
 
 from _counting_proxy import CountingProxy, EndpointStats  # noqa: E402
-from scripts import lifecycle, local_server  # noqa: E402
+from model_lifecycle.core import lifecycle  # noqa: E402
+from model_lifecycle.edges import local_server  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient

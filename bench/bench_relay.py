@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_github import FakeGitHub  # noqa: E402
 
-from scripts.local_server import free_port  # noqa: E402
-from scripts.relay_service import sign  # noqa: E402
+from model_lifecycle.edges.local_server import free_port  # noqa: E402
+from model_lifecycle.adapters.relay_service import sign  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 

@@ -1,71 +1,8 @@
 """Create or update the `staging` and `production` environments: required reviewers (the human
-gate), prevent self-review, and deployment from protected branches only. Idempotent: prints what
-it changed, and nothing when all is already as asked.
 
-Needs a token with repository administration rights (GITHUB_TOKEN or --token-env NAME).
+The same command as `model-lifecycle` with its step name; run with --help for the options.
 """
 
-from __future__ import annotations
+from model_lifecycle.edges.main import script_main
 
-import os
-import sys
-from pathlib import Path
-from typing import Any, Sequence
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scripts import cli  # noqa: E402
-from scripts.errors import BadInput  # noqa: E402
-
-EXAMPLES = """\
-  python scripts/setup_environments.py --repo acme/churn-model --reviewers alice,acme/ml-leads
-  python scripts/setup_environments.py --repo acme/churn-model --reviewers alice --environments production
-"""
-
-
-def build_parser() -> cli.ArgumentParser:
-    parser = cli.make_parser("setup_environments.py", __doc__.splitlines()[0], EXAMPLES, shared=False)
-    parser.add_argument("--json", action="store_true", help="Print one machine-readable JSON document on stdout.")
-    parser.add_argument("--repo", required=True, help="OWNER/REPO.")
-    parser.add_argument("--reviewers", required=True, help="Comma-separated GitHub logins or org/team slugs.")
-    parser.add_argument("--environments", default="staging,production", help="Which environments (default: staging,production).")
-    parser.add_argument("--allow-self-review", action="store_true", help="Let whoever triggered the run approve it.")
-    parser.add_argument("--any-branch", action="store_true", help="Allow deployments from any branch, not only protected ones.")
-    parser.add_argument("--token-env", default="GITHUB_TOKEN", help="Environment variable holding the token (default: GITHUB_TOKEN).")
-    return parser
-
-
-def _run(args: Any) -> dict[str, Any]:
-    from scripts import github_api
-
-    reviewers = [r.strip() for r in args.reviewers.split(",") if r.strip()]
-    if not reviewers:
-        raise BadInput("--reviewers must name at least one GitHub login or org/team")
-    environments = [e.strip() for e in args.environments.split(",") if e.strip()]
-    gh = github_api.connect(os.environ.get(args.token_env))
-    results = [
-        github_api.setup_environment(gh, args.repo, env, reviewers, prevent_self_review=not args.allow_self_review,
-                                     protected_branches=not args.any_branch)
-        for env in environments
-    ]
-    return {"ok": True, "repo": args.repo, "environments": results}
-
-
-def render(result: dict[str, Any]) -> None:
-    for env in result["environments"]:
-        if not env["changes"]:
-            print(f"= {env['environment']}: already as asked")
-            continue
-        print(f"✔ {env['environment']}: {'updated' if env['existed'] else 'created'}")
-        for key, change in env["changes"].items():
-            print(f"    {key}: {change['from']} -> {change['to']}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
-
-if __name__ == "__main__":
-    cli.main_guard(main)
+script_main("setup_environments")

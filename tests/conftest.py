@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from scripts import local_server  # noqa: E402
+from model_lifecycle.edges import local_server  # noqa: E402
 
 # Tests must not wait minutes for a dead server, nor a crashed holder's lock.
 os.environ.setdefault("LIFECYCLE_LOCK_TTL_SECONDS", "20")
@@ -70,7 +70,7 @@ def call(module: Any, argv: list[str]) -> tuple[int, dict[str, Any]]:
 @pytest.fixture(scope="session")
 def trained(server, tmp_path_factory) -> dict[str, Trained]:
     """Two models logged once per worker: a logistic regression and a gradient-boosting model."""
-    from scripts import train
+    from model_lifecycle.edges.commands import train
 
     out = tmp_path_factory.mktemp("train-out")
     models = {}
@@ -94,7 +94,7 @@ def model_name() -> str:
 @pytest.fixture()
 def make_versions(tracking_uri, trained, model_name):
     """Register n versions of a fresh model (alternating the two trained models)."""
-    from scripts import register
+    from model_lifecycle.edges.commands import register
 
     def make(n: int, name: str | None = None) -> list[str]:
         versions = []

@@ -9,7 +9,8 @@ import time
 import pytest
 from conftest import aliases, audit_events, call, run_script
 
-from scripts import local_server, transition
+from model_lifecycle.edges import local_server
+from model_lifecycle.edges.commands import transition
 
 
 @pytest.fixture()

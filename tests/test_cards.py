@@ -12,9 +12,12 @@ import pytest
 import yaml
 from conftest import REPO, aliases, audit_events, call
 
-from scripts import cards, evaluate, model_card, transition
+from model_lifecycle.core import cards
+from model_lifecycle.edges.commands import evaluate
+from model_lifecycle.edges.commands import model_card
+from model_lifecycle.edges.commands import transition
 
-DEMO_CARD = REPO / "examples" / "demo-model-card.yml"
+DEMO_CARD = REPO / "model_lifecycle" / "edges" / "demo_files" / "demo-model-card.yml"
 
 
 @pytest.fixture()

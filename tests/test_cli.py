@@ -25,7 +25,7 @@ def all_parsers(parser):
 
 @pytest.mark.parametrize("step", STEPS)
 def test_every_option_has_help(step):
-    module = importlib.import_module(f"scripts.{step}")
+    module = importlib.import_module(f"model_lifecycle.edges.{'' if step in ('demo',) else 'commands.'}{step}")
     parser = module.build_parser()
     missing = [a.option_strings for p in all_parsers(parser) for a in p._actions if a.option_strings and not a.help]
     assert missing == []

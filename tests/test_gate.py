@@ -14,8 +14,11 @@ import yaml
 from conftest import aliases, audit_events, call
 from sklearn.tree import DecisionTreeClassifier
 
-from scripts import compare_baseline, evaluate, register, verdict as verdicts
-from scripts.train import pip_requirements, trusted_types_for
+from model_lifecycle.edges.commands import compare_baseline
+from model_lifecycle.edges.commands import evaluate
+from model_lifecycle.edges.commands import register
+from model_lifecycle.core import verdict as verdicts
+from model_lifecycle.edges.commands.train import pip_requirements, trusted_types_for
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -305,8 +308,8 @@ def test_bad_hold_out_exits_2_and_stages_nothing(client, tracking_uri, model_nam
 
 
 def test_policy_errors_name_the_field_the_line_and_the_fix(tmp_path):
-    from scripts import policy as policies
-    from scripts.errors import BadInput
+    from model_lifecycle.core import policy as policies
+    from model_lifecycle.errors import BadInput
 
     text = "version: 1\ntask: binary\nholdout: {path: h.csv, target: y}\ngates:\n  - metric: accuracy\n    floor: 0.5\n  - metric: roc_aucc\n    floor: 0.5\n"
     with pytest.raises(BadInput) as info:

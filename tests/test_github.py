@@ -6,7 +6,9 @@ import pytest
 from conftest import aliases, audit_events, call
 from fake_github import FakeGitHub
 
-from scripts import notify, setup_environments, transition
+from model_lifecycle.edges.commands import notify
+from model_lifecycle.edges.commands import setup_environments
+from model_lifecycle.edges.commands import transition
 
 REPO = "acme/churn"
 
@@ -112,7 +114,7 @@ def test_unprotected_environment_refuses_unless_explicitly_allowed(client, githu
 
 
 def test_github_down_is_exit_3(staged, monkeypatch):
-    from scripts.local_server import free_port
+    from model_lifecycle.edges.local_server import free_port
 
     base, v1 = staged
     monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{free_port()}")

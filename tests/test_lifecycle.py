@@ -8,7 +8,9 @@ import time
 import pandas as pd
 from conftest import aliases, audit_events, call, run_script
 
-from scripts import rollback, status, transition
+from model_lifecycle.edges.commands import rollback
+from model_lifecycle.edges.commands import status
+from model_lifecycle.edges.commands import transition
 
 
 def uri_args(tracking_uri: str, name: str) -> list[str]:
@@ -98,8 +100,8 @@ def test_promote_race_exactly_one_wins(client, tracking_uri, make_versions, mode
     """Three promoters with the same --expect-champion start together: one wins, two get exit 1."""
     from mlflow import MlflowClient
 
-    from scripts import lifecycle
-    from scripts.errors import Refused
+    from model_lifecycle.core import lifecycle
+    from model_lifecycle.errors import Refused
 
     v1, v2, v3, v4 = make_versions(4)
     to(tracking_uri, model_name, v1, "staging")
@@ -260,7 +262,7 @@ def test_status_reports_an_alias_moved_outside_the_toolkit(client, tracking_uri,
 def test_concurrent_audit_writers_lose_nothing(client, tracking_uri, make_versions, model_name):
     from mlflow import MlflowClient
 
-    from scripts import audit
+    from model_lifecycle.core import audit
 
     make_versions(1)
     barrier = threading.Barrier(8)

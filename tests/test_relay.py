@@ -18,8 +18,11 @@ import pytest
 from conftest import REPO, call
 from fake_github import FakeGitHub
 
-from scripts import local_server, register, relay, train
-from scripts.relay_service import sign
+from model_lifecycle.edges import local_server
+from model_lifecycle.edges.commands import register
+from model_lifecycle.edges.commands import relay
+from model_lifecycle.edges.commands import train
+from model_lifecycle.adapters.relay_service import sign
 
 SECRET = "relay-test-secret-0123456789"
 GITHUB_REPO = "acme/churn"

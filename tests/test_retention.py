@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from conftest import aliases, audit_events, call
 
-from scripts import archive, transition
+from model_lifecycle.edges.commands import archive
+from model_lifecycle.edges.commands import transition
 
 
 def test_retention_dry_run_then_archive(client, tracking_uri, make_versions, model_name):

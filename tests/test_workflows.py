@@ -25,7 +25,7 @@ import yaml
 from conftest import REPO, aliases, audit_events, call
 from fake_github import FakeGitHub
 
-from scripts import transition
+from model_lifecycle.edges.commands import transition
 
 ACT = Path(sys.executable).with_name("act")
 TOOLKIT = "ml-platform/model-promotion-toolkit@v1"
@@ -70,7 +70,7 @@ def user_repo(tmp_path, trained) -> Path:
         "                      '--model', sys.argv[2], '--model-uri', os.environ['CANDIDATE_URI'], '--json'],\n"
         "                     capture_output=True, text=True, check=True).stdout\n"
         "print('version=' + json.loads(out)['version'])\n")
-    shutil.copy(REPO / "examples" / "demo-model-card.yml", repo / "model-card.yml")
+    shutil.copy(REPO / "model_lifecycle" / "edges" / "demo_files" / "demo-model-card.yml", repo / "model-card.yml")
     write_policy(repo, trained["logistic"].holdout_path, floor=0.9)
     git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

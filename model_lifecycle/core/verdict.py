@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scripts.evaluation import OVERALL, Predictions, SliceResult, paired_delta_interval
+from model_lifecycle.core.evaluation import OVERALL, Predictions, SliceResult, paired_delta_interval
 
 if TYPE_CHECKING:  # pragma: no cover
-    from scripts.policy import Gate, Policy
+    from model_lifecycle.core.policy import Gate, Policy
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 def _better(value: float, other: float, higher: bool) -> float:
@@ -166,7 +166,7 @@ def build(
 
 
 def _file_sha256(path: str) -> str | None:
-    from scripts.lineage import file_sha256
+    from model_lifecycle.core.lineage import file_sha256
 
     try:
         return file_sha256(path)

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import Any, Callable, Sequence
 
-from scripts.errors import EXIT_BAD_INPUT, EXIT_OK, ServiceError, ToolkitError
+from model_lifecycle.errors import EXIT_BAD_INPUT, EXIT_OK, ServiceError, ToolkitError
 
 # The MLflow client retries a dead or 5xx server for about four minutes by default. A promotion
 # step must fail within a bounded time instead, so these apply unless the user set their own.
@@ -185,10 +185,10 @@ def run(
 
 def _map_unexpected(exc: Exception) -> ToolkitError:
     """Errors that escaped the domain layer: MLflow/network failures become exit 3, others say what."""
-    from scripts.errors import BadInput
+    from model_lifecycle.errors import BadInput
 
     try:
-        from scripts.registry import translate_mlflow_error
+        from model_lifecycle.adapters.registry import translate_mlflow_error
 
         mapped = translate_mlflow_error(exc)
         if mapped is not None:

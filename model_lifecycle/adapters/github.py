@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.errors import BadInput, ServiceError
+from model_lifecycle.errors import BadInput, ServiceError
 
 DEFAULT_API_URL = "https://api.github.com"
 MARKER = "<!-- model-lifecycle:{model} -->"

@@ -24,8 +24,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
-from scripts.errors import BadInput
-from scripts.registry import TAG_AUDIT_RUN, experiment_id, mlflow_errors
+from model_lifecycle.errors import BadInput
+from model_lifecycle.adapters.registry import TAG_AUDIT_RUN, experiment_id, mlflow_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from scripts import yamlcheck
-from scripts.errors import BadInput
+from model_lifecycle.core import yamlcheck
+from model_lifecycle.errors import BadInput
 
 TASKS = ("binary", "multiclass", "regression")
 TASK_NAMES = {"binary": "binary classifier", "multiclass": "multiclass classifier", "regression": "regressor"}

@@ -20,9 +20,10 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from scripts import audit, model_lock
-from scripts.errors import BadInput, Refused
-from scripts.registry import (
+from model_lifecycle.core import audit
+from model_lifecycle.core import lock as model_lock
+from model_lifecycle.errors import BadInput, Refused
+from model_lifecycle.adapters.registry import (
     TAG_ARCHIVE_REASON,
     TAG_ARCHIVED_AT,
     TAG_CHAMPION_SINCE,

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from scripts.errors import BadInput
+from model_lifecycle.errors import BadInput
 
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 NOT_PROVIDED = "Not provided (required)"
 
 
@@ -249,7 +249,7 @@ def collect_facts(client: Any, name: str, version: str, mv: Any = None) -> dict[
     import mlflow
     from mlflow.models import Model
 
-    from scripts import registry
+    from model_lifecycle.adapters import registry
 
     mv = mv or registry.get_version(client, name, version)
     tags = mv.tags or {}
@@ -596,8 +596,8 @@ def load_stored(client: Any, name: str, version: str, mv: Any = None) -> dict[st
 
     import mlflow
 
-    from scripts import registry
-    from scripts.errors import Refused
+    from model_lifecycle.adapters import registry
+    from model_lifecycle.errors import Refused
 
     tags = (mv or registry.get_version(client, name, version)).tags or {}
     if TAG_URI not in tags:
@@ -612,7 +612,7 @@ def load_stored(client: Any, name: str, version: str, mv: Any = None) -> dict[st
 
 def check_version(client: Any, name: str, version: str) -> tuple[dict[str, Any] | None, list[str]]:
     """The completeness gate for one version: (card, problems); no problems means it may be promoted."""
-    from scripts import registry
+    from model_lifecycle.adapters import registry
 
     mv = registry.get_version(client, name, version)
     card = load_stored(client, name, version, mv)

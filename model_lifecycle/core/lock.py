@@ -22,8 +22,8 @@ import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from scripts.errors import ServiceError
-from scripts.registry import is_already_exists, is_not_found, mlflow_errors, writer
+from model_lifecycle.errors import ServiceError
+from model_lifecycle.adapters.registry import is_already_exists, is_not_found, mlflow_errors, writer
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient

@@ -11,7 +11,7 @@ import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from scripts.errors import BadInput, ServiceError, ToolkitError
+from model_lifecycle.errors import BadInput, ServiceError, ToolkitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient

@@ -22,7 +22,7 @@ class RetentionPlan:
 
 def champions_since(events: Iterable[dict[str, Any]], since_ms: int) -> set[str]:
     """Versions that held the champion alias at any moment from ``since_ms`` on."""
-    from scripts.audit import champion_stack
+    from model_lifecycle.core.audit import champion_stack
 
     events = list(events)
     holders = set()
@@ -46,7 +46,7 @@ def plan(
     older_than_days: float,
     now_ms: int,
 ) -> RetentionPlan:
-    from scripts.registry import is_archived
+    from model_lifecycle.adapters.registry import is_archived
 
     result = RetentionPlan()
     window_start = now_ms - int(older_than_days * DAY_MS)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scripts.errors import BadInput, Refused
+from model_lifecycle.errors import BadInput, Refused
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from scripts.policy import Policy
+    from model_lifecycle.core.policy import Policy
 
 OVERALL = "overall"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -127,7 +127,7 @@ def load_model(uri: str, download_dir: str | None = None) -> LoadedModel:
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    from scripts.registry import translate_mlflow_error
+    from model_lifecycle.adapters.registry import translate_mlflow_error
 
     target = download_dir or tempfile.mkdtemp(prefix="model-")
     try:
@@ -468,7 +468,7 @@ def log_evaluation(
 
     from mlflow.entities import Metric
 
-    from scripts import registry
+    from model_lifecycle.adapters import registry
 
     with registry.mlflow_errors():
         tags = {"lifecycle.model_uri": model_uri, "lifecycle.holdout.sha256": holdout["sha256"],
@@ -501,7 +501,7 @@ class Holdout:
 
 def prepare_holdout(policy: "Policy", path: str | None = None) -> Holdout:
     """Read the hold-out once, with its content digest and the row sets of every slice."""
-    from scripts.lineage import dataframe_sha256
+    from model_lifecycle.core.lineage import dataframe_sha256
 
     file = path or policy.holdout.path
     frame = read_holdout(file, policy.holdout.target, policy.slices.columns)

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.errors import ServiceError
+from model_lifecycle.errors import ServiceError
 
 
 def free_port() -> int:
