@@ -46,7 +46,7 @@ def train_and_register(uri: str, data: Path, name: str) -> tuple[str, str]:
 
     from model_lifecycle.core import lifecycle
     from model_lifecycle.adapters import registry
-    from model_lifecycle.edges.commands.train import pip_requirements, trusted_types_for
+    from model_lifecycle.api.train import pip_requirements, trusted_types_for
 
     frame = pd.read_parquet(data).head(50_000)
     mlflow.set_tracking_uri(uri)

@@ -35,6 +35,7 @@ class FakeGitHub:
         self.dispatch_failures: list[str] = []
         self.dispatch_error_rate = 0.0
         self.next_id = 1000
+        self.token = ""  # of the request being answered
         self.log_path = log_path
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -72,6 +73,10 @@ class FakeGitHub:
         return {"number": number, "title": title, "body": body, "state": "open", "comments": [],
                 "url": f"{self.url}/repos/{repo}/issues/{number}", "labels": [{"name": n} for n in labels],
                 "html_url": f"https://github.example/{repo}/issues/{number}", "user": {"login": "bot"}}
+
+    def _author(self) -> str:
+        """Who a write is by: the token's user; Actions' GITHUB_TOKEN (ghs_...) writes as github-actions[bot]."""
+        return "github-actions[bot]" if self.token.startswith("ghs_") else "bot"
 
     def _environment(self, repo: str, name: str, reviewers: list[str], prevent: bool, protected: bool) -> dict[str, Any]:
         rules = []
@@ -112,6 +117,7 @@ class FakeGitHub:
                     if fake.log_path:
                         with open(fake.log_path, "a", encoding="utf-8") as handle:
                             handle.write(json.dumps(record) + "\n")
+                    fake.token = (self.headers.get("Authorization") or "").split(" ")[-1]
                     answer = fake.route(self.command, parsed.path, body)
                 self._reply(*answer)
 
@@ -138,6 +144,12 @@ class FakeGitHub:
         if path.startswith("/hooks/"):
             self.webhooks.append({"hook": path, "body": body})
             return 200, {"ok": True}
+        if path == "/user" and method == "GET":
+            # GET /user answers 403 to installation tokens: Actions' GITHUB_TOKEN (ghs_...) and GitHub Apps'.
+            if self.token.startswith("ghs_"):
+                docs = "https://docs.github.com/rest/users/users#get-the-authenticated-user"
+                return 403, {"message": "Resource not accessible by integration", "documentation_url": docs}
+            return 200, {"login": "bot", "id": 1, "type": "User", "url": f"{self.url}/users/bot"}
         m = re.fullmatch(r"/users/([^/]+)", path)
         if m:
             login = m.group(1)
@@ -159,6 +171,7 @@ class FakeGitHub:
         if rest == "/issues" and method == "POST":
             number = max(issues, default=0) + 1
             issues[number] = self._issue(repo, number, body["title"], body.get("body", ""), body.get("labels", []))
+            issues[number]["user"] = {"login": self._author()}
             return 201, issues[number]
         m = re.fullmatch(r"/issues/(\d+)", rest)
         if m and method == "GET":
@@ -172,7 +185,7 @@ class FakeGitHub:
             if method == "GET":
                 return 200, issue["comments"]
             self.next_id += 1
-            comment = {"id": self.next_id, "body": body["body"], "user": {"login": "bot"},
+            comment = {"id": self.next_id, "body": body["body"], "user": {"login": self._author()},
                        "url": f"{self.url}/repos/{repo}/issues/comments/{self.next_id}"}
             issue["comments"].append(comment)
             return 201, comment

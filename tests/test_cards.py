@@ -94,6 +94,28 @@ def test_check_fails_on_each_gap_in_the_teams_fields(tracking_uri, model_name, t
     assert code == 1 and problem in result["problems"], result["problems"]
 
 
+def test_build_and_check_agree_on_a_factor_marked_evaluated_without_slices(client, tracking_uri, model_name, tmp_path,
+                                                                          evaluated):
+    """One completeness decision: what build records with the version is what the gate then finds."""
+    version, card, _ = evaluated
+    card["factors"].append({"name": "region", "kind": "group", "evaluated": True})
+    assert build(tracking_uri, model_name, version, write_card(tmp_path, card))[0] == 0
+    assert client.get_model_version(model_name, version).tags["lifecycle.card.complete"] == "false"
+    stored = cards.load_stored(client, model_name, version)
+    assert cards.missing_fields(stored["team"], stored["facts"]) == ["factors[1]"]
+    code, checked = check(tracking_uri, model_name, version)
+    assert code == 1 and checked["problems"] == [
+        "factors[1]: 'region' is marked evaluated but the evaluation has no slice for it"]
+
+
+def test_build_reports_a_factor_marked_evaluated_without_slices_as_missing(tracking_uri, model_name, tmp_path,
+                                                                           evaluated):
+    version, card, _ = evaluated
+    card["factors"].append({"name": "region", "kind": "group", "evaluated": True})
+    code, built = build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    assert code == 0 and not built["complete"] and built["missing"] == ["factors[1]"], built
+
+
 def test_na_with_a_reason_is_an_answer(tracking_uri, model_name, tmp_path, evaluated):
     version, card, _ = evaluated
     card["considerations"]["limitations"] = "N/A: a rules table, it has no learned limitations"

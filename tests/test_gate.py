@@ -18,7 +18,7 @@ from model_lifecycle.edges.commands import compare_baseline
 from model_lifecycle.edges.commands import evaluate
 from model_lifecycle.edges.commands import register
 from model_lifecycle.core import verdict as verdicts
-from model_lifecycle.edges.commands.train import pip_requirements, trusted_types_for
+from model_lifecycle.api.train import pip_requirements, trusted_types_for
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -147,8 +147,15 @@ def test_registration_then_dispatch_promotes_only_with_a_recorded_approval(
     assert "no approval of run" in first.stdout
     # staged, card built and checked, team notified; production untouched
     assert aliases(client, model_name) == {"champion": v1, "challenger": v2}
-    assert client.get_model_version(model_name, v2).tags["lifecycle.card.complete"] == "true"
+    candidate_tags = client.get_model_version(model_name, v2).tags
+    assert candidate_tags["lifecycle.card.complete"] == "true"
     assert github.calls("GET", r"/repos/acme/churn/actions/runs/\d+/approvals")
+    # the stage job ran on its own (another job than compare): the gate's evidence reached it through
+    # the registry, so its audit event carries the digest of the verdict the compare job tagged
+    stage_event = [e for e in audit_events(client, model_name) if e["action"] == "stage"][-1]
+    assert stage_event["version"] == v2
+    assert stage_event["evidence"]["verdict"] == candidate_tags["lifecycle.verdict.sha256"]
+    assert candidate_tags["lifecycle.verdict.passed"] == "true"
 
     run_id = github.calls("GET", r"/repos/acme/churn/actions/runs/\d+/approvals")[0]["path"].split("/")[-2]
     github.approve(OWNER_REPO, run_id, "production", "alice", "reviewed the report")
@@ -160,6 +167,8 @@ def test_registration_then_dispatch_promotes_only_with_a_recorded_approval(
     assert promote["action"] == "promote" and promote["approver"] == "alice"
     assert promote["approval"]["comment"] == "reviewed the report"
     assert promote["details"]["expected_champion"] == v1 and promote["evidence"]["card"].startswith("sha256:")
+    # the second run's compare job tagged a fresh verdict; the promote job (another job) recorded it
+    assert promote["evidence"]["verdict"] == client.get_model_version(model_name, v2).tags["lifecycle.verdict.sha256"]
 
 
 def test_pull_request_reports_in_one_comment_and_never_promotes(

@@ -3,10 +3,12 @@
 Kept in one module so the calls are few and named: the run's environment approvals (the human
 gate), an environment's protection rules, sticky pull-request comments, approval-request issues,
 and environment set-up. Every call has a timeout and bounded retries; failures become exit 3.
+(The Slack-compatible webhook is not GitHub's: it is ``adapters/channels/webhook.py``.)
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -95,17 +97,44 @@ def environment_protected(gh: Any, repo: str, environment: str) -> bool:
     return any(rule.type == "required_reviewers" for rule in (env.protection_rules or []))
 
 
-def upsert_comment(gh: Any, repo: str, number: int, model: str, body: str) -> dict[str, Any]:
-    """One sticky comment per model on a pull request: updated when it exists, created otherwise."""
+# The login GitHub shows for writes made with an Actions GITHUB_TOKEN. Installation tokens (that one,
+# and any GitHub App's) get 403 from GET /user, so the author of our own comments cannot be asked.
+ACTIONS_BOT = "github-actions[bot]"
+APPROVAL_LABEL = "model-approval"
+RECENT_ISSUES = 300  # open issues searched when the label was dropped (no push access): newest first
+
+
+def authenticated_login(gh: Any) -> str:
+    """Who the token writes as: GET /user, or github-actions[bot] for an installation token (403)."""
+    from github import GithubException
+    from requests import RequestException
+
+    try:
+        return gh.get_user().login
+    except GithubException as exc:
+        if exc.status == 403:
+            return ACTIONS_BOT
+        raise _service(exc, "read the authenticated user") from exc
+    except RequestException as exc:
+        raise _service(exc, "read the authenticated user") from exc
+
+
+def upsert_comment(gh: Any, repo: str, number: int, model: str, body: str, *,
+                   author: str | None = None) -> dict[str, Any]:
+    """One sticky comment per model on a pull request: updated when it exists, created otherwise.
+
+    Ours is the comment with the model's marker written by ``author`` (default: the token's own
+    login); a comment by someone else that quotes the marker is never edited."""
     from github import GithubException
     from requests import RequestException
 
     marker = MARKER.format(model=model)
     text = f"{marker}\n{body}"
     try:
+        author = author or authenticated_login(gh)
         issue = gh.get_repo(repo).get_issue(number)
         for comment in issue.get_comments():
-            if marker in (comment.body or ""):
+            if marker in (comment.body or "") and _login(comment) == author:
                 comment.edit(text)
                 return {"action": "updated", "id": comment.id}
         created = issue.create_comment(text)
@@ -114,22 +143,38 @@ def upsert_comment(gh: Any, repo: str, number: int, model: str, body: str) -> di
         raise _service(exc, f"comment on #{number}") from exc
 
 
-def request_approval_issue(gh: Any, repo: str, model: str, title: str, body: str) -> dict[str, Any]:
-    """An issue asking the team to review a staged version; reused (commented) if one is open."""
+def request_approval_issue(gh: Any, repo: str, model: str, title: str, body: str, *,
+                           author: str | None = None) -> dict[str, Any]:
+    """An issue asking the team to review a staged version; an open one of ours gets a comment instead.
+
+    Ours is an open issue (not a pull request) with the model's marker, opened by ``author``
+    (default: the token's own login). It is looked up by its label first and then among the newest
+    open issues, because GitHub silently drops labels when the token lacks push access."""
     from github import GithubException
     from requests import RequestException
 
     marker = MARKER.format(model=model)
     try:
+        author = author or authenticated_login(gh)
         target = gh.get_repo(repo)
-        for issue in target.get_issues(state="open", labels=["model-approval"]):
-            if marker in (issue.body or ""):
+        candidates = itertools.chain(
+            target.get_issues(state="open", labels=[APPROVAL_LABEL]),
+            itertools.islice(target.get_issues(state="open", sort="created", direction="desc"), RECENT_ISSUES),
+        )
+        for issue in candidates:
+            if issue.pull_request is None and marker in (issue.body or "") and _login(issue) == author:
                 comment = issue.create_comment(body)
                 return {"action": "commented", "issue": issue.number, "id": comment.id}
-        issue = target.create_issue(title=title, body=f"{marker}\n{body}", labels=["model-approval"])
-        return {"action": "created", "issue": issue.number}
+        issue = target.create_issue(title=title, body=f"{marker}\n{body}", labels=[APPROVAL_LABEL])
+        labelled = any(label.name == APPROVAL_LABEL for label in issue.labels or [])
+        return {"action": "created", "issue": issue.number, "labelled": labelled}
     except (GithubException, RequestException) as exc:
         raise _service(exc, "open the approval request issue") from exc
+
+
+def _login(item: Any) -> str | None:
+    user = getattr(item, "user", None)
+    return getattr(user, "login", None) if user is not None else None
 
 
 def setup_environment(
@@ -194,21 +239,3 @@ def _reviewer_name(reviewer: Any) -> str:
         return login
     organization = getattr(reviewer, "organization", None)
     return f"{organization.login if organization else ''}/{getattr(reviewer, 'slug', '')}"
-
-
-def post_webhook(url: str, text: str) -> None:
-    """A Slack-compatible incoming webhook ({"text": ...}; Mattermost and Teams workflows accept it)."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    session = requests.Session()
-    retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None)
-    for scheme in ("https://", "http://"):
-        session.mount(scheme, HTTPAdapter(max_retries=retry))
-    try:
-        response = session.post(url, json={"text": text}, timeout=15)
-    except requests.RequestException as exc:
-        raise ServiceError(f"the notification webhook failed: {type(exc).__name__}") from exc  # never print the URL
-    if response.status_code >= 300:
-        raise ServiceError(f"the notification webhook answered HTTP {response.status_code}")

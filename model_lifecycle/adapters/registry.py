@@ -11,18 +11,13 @@ import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
+from model_lifecycle import settings, tags
 from model_lifecycle.errors import BadInput, ServiceError, ToolkitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-# Tags the toolkit writes; one namespace so users can tell them apart from their own.
-TAG_PREFIX = "lifecycle."
-TAG_ARCHIVED_AT = "lifecycle.archived_at"
-TAG_ARCHIVE_REASON = "lifecycle.archive_reason"
-TAG_CHAMPION_SINCE = "lifecycle.champion_since"  # set the first time a version becomes champion
-TAG_AUDIT_RUN = "lifecycle.audit_run_id"
 
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 _VALID_ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -30,7 +25,9 @@ _MAX_ALIAS_LENGTH = 255
 
 
 def connect(tracking_uri: str | None) -> "MlflowClient":
-    """A client bound to one tracking server; refuses to fall back to a local ./mlruns by accident."""
+    """A client bound to one tracking server ($MLFLOW_TRACKING_URI when none is given); refuses to
+    fall back to a local ./mlruns by accident."""
+    tracking_uri = tracking_uri or settings.TRACKING_URI.get()
     if not tracking_uri:
         raise BadInput(
             "no tracking server given",
@@ -44,16 +41,83 @@ def connect(tracking_uri: str | None) -> "MlflowClient":
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+# The MlflowClient methods the toolkit calls on ``writer(client)``, each with the parameters it
+# passes, in order (core/lifecycle.py and core/lock.py). Shared with tests/test_mlflow_contract.py,
+# which fails naming the installed MLflow when the private registry client stops matching.
+WRITER_METHODS: dict[str, tuple[str, ...]] = {
+    "set_registered_model_alias": ("name", "alias", "version"),
+    "delete_registered_model_alias": ("name", "alias"),
+    "set_model_version_tag": ("name", "version", "key", "value"),
+    "delete_model_version_tag": ("name", "version", "key"),
+    "transition_model_version_stage": ("name", "version", "stage", "archive_existing_versions"),
+    "set_registered_model_tag": ("name", "key", "value"),
+    "delete_registered_model": ("name",),
+    "create_registered_model": ("name", "tags", "description"),
+}
+
+
 def writer(client: "MlflowClient") -> Any:
     """The write path for alias and tag changes, without MlflowClient's per-call prompt check.
 
     Each of MlflowClient's alias/tag setters first GETs the whole registered model to refuse
     prompts: 6 of a promotion's 18 REST calls, each loading every version server-side (measured in
     bench/bench_lifecycle.py). The toolkit has already read the model under its lock, so it writes
-    through the registry client MlflowClient itself delegates to (same method names). Falls back to
-    the public client if a future MLflow drops that attribute."""
-    registry_client = getattr(client, "_get_registry_client", None)
-    return registry_client() if registry_client else client
+    through the registry client MlflowClient itself delegates to (``_get_registry_client``, private).
+    If an MLflow release no longer offers it with the methods and parameters in WRITER_METHODS,
+    writes go through the public client (correct, one model read slower per write) with a
+    RuntimeWarning naming the MLflow version; tests/test_mlflow_contract.py fails on the same check."""
+    problems = registry_writer_problems(client)
+    if not problems:
+        return client._get_registry_client()
+    import warnings
+
+    import mlflow
+
+    warnings.warn(
+        f"MLflow {mlflow.__version__}: model_lifecycle writes through the public MlflowClient "
+        f"(one extra model read per write) because {'; '.join(problems)}; update model_lifecycle "
+        "(adapters/registry.py) for this MLflow version",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return client
+
+
+def registry_writer_problems(client: "MlflowClient") -> list[str]:
+    """Why ``client._get_registry_client()`` cannot stand in for ``client``; empty when it can.
+
+    It must exist and return an object with every method in WRITER_METHODS, each taking the
+    public MlflowClient method's parameters by the same names in the same order. The public
+    method may add trailing optional ones (MLflow 3.x: the deprecated ``stage`` of the
+    version-tag methods) as long as the toolkit passes none of them."""
+    import inspect
+
+    get_registry_client = getattr(client, "_get_registry_client", None)
+    if not callable(get_registry_client):
+        return [f"{type(client).__name__} has no _get_registry_client()"]
+    private_client = get_registry_client()
+    private_name = type(private_client).__name__
+    problems = []
+    for method, passed in WRITER_METHODS.items():
+        public, private = getattr(client, method, None), getattr(private_client, method, None)
+        if not callable(public) or not callable(private):
+            missing = type(client).__name__ if not callable(public) else private_name
+            problems.append(f"{missing} has no {method}()")
+            continue
+        public_params = list(inspect.signature(public).parameters.values())
+        private_names = list(inspect.signature(private).parameters)
+        public_names = [p.name for p in public_params]
+        extras = public_params[len(private_names) :]
+        if (
+            public_names[: len(private_names)] != private_names
+            or tuple(private_names[: len(passed)]) != passed
+            or any(p.default is inspect.Parameter.empty or p.name in passed for p in extras)
+        ):
+            problems.append(
+                f"{method}: {type(client).__name__} takes {public_names}, {private_name} takes "
+                f"{private_names}, the toolkit passes {list(passed)}"
+            )
+    return problems
 
 
 def translate_mlflow_error(exc: BaseException) -> ToolkitError | None:
@@ -196,7 +260,7 @@ def aliases_of(model: "RegisteredModel", version: str) -> list[str]:
 
 
 def is_archived(version: "ModelVersion") -> bool:
-    return TAG_ARCHIVED_AT in (version.tags or {})
+    return tags.ARCHIVED_AT in (version.tags or {})
 
 
 def list_versions(client: "MlflowClient", name: str, page_size: int = 1000) -> list["ModelVersion"]:

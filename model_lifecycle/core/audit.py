@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
 import socket
 import sys
 import time
@@ -24,8 +23,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
 
+from model_lifecycle import settings, tags
+from model_lifecycle.adapters.registry import experiment_id, mlflow_errors
 from model_lifecycle.errors import BadInput
-from model_lifecycle.adapters.registry import TAG_AUDIT_RUN, experiment_id, mlflow_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AUDIT_EXPERIMENT = "model-lifecycle-audit"
 EVENT_TAG_PREFIX = "audit."
-MODEL_TAG = "lifecycle.audit_model"
+MODEL_TAG = tags.AUDIT_MODEL
 SCHEMA_VERSION = 1
 # Run tag values are limited to 8,000 characters; free text is capped so an event always fits.
 _MAX_TEXT = 1500
@@ -46,8 +46,8 @@ def actor(explicit: str | None = None) -> str:
     """Who acts: an explicit --actor, the GitHub user of the run, else user@host."""
     if explicit:
         return explicit
-    if os.environ.get("GITHUB_ACTOR"):
-        return f"github:{os.environ['GITHUB_ACTOR']}"
+    if settings.GITHUB_ACTOR.get():
+        return f"github:{settings.GITHUB_ACTOR.get()}"
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no passwd entry in some containers
@@ -57,11 +57,11 @@ def actor(explicit: str | None = None) -> str:
 
 def github_run_url() -> str | None:
     """The URL of the GitHub Actions run, when running in one (honours GitHub Enterprise hosts)."""
-    server = os.environ.get("GITHUB_SERVER_URL")
-    repo = os.environ.get("GITHUB_REPOSITORY")
-    run_id = os.environ.get("GITHUB_RUN_ID")
+    server = settings.GITHUB_SERVER_URL.get()
+    repo = settings.GITHUB_REPOSITORY.get()
+    run_id = settings.GITHUB_RUN_ID.get()
     if server and repo and run_id:
-        attempt = os.environ.get("GITHUB_RUN_ATTEMPT")
+        attempt = settings.GITHUB_RUN_ATTEMPT.get()
         suffix = f"/attempts/{attempt}" if attempt else ""
         return f"{server}/{repo}/actions/runs/{run_id}{suffix}"
     return None
@@ -166,7 +166,7 @@ def _audit_runs(client: "MlflowClient", model_name: str) -> list[Any]:
 
 def audit_run_id(client: "MlflowClient", model: "RegisteredModel") -> str:
     """The model's audit run: from the model's tag when present, else found or created."""
-    run_id = (model.tags or {}).get(TAG_AUDIT_RUN)
+    run_id = (model.tags or {}).get(tags.AUDIT_RUN)
     if run_id:
         return run_id
     with mlflow_errors():
@@ -175,14 +175,14 @@ def audit_run_id(client: "MlflowClient", model: "RegisteredModel") -> str:
             run_id = sorted(existing, key=lambda r: r.info.start_time)[0].info.run_id
         else:
             run = client.create_run(
-                experiment_id(client, AUDIT_EXPERIMENT, {"lifecycle.purpose": "audit"}),
+                experiment_id(client, AUDIT_EXPERIMENT, {tags.EXPERIMENT_PURPOSE: "audit"}),
                 run_name=model.name[:250],
                 tags={MODEL_TAG: model.name, "mlflow.note.content": f"Audit record of model {model.name}"},
             )
             with contextlib.redirect_stdout(sys.stderr):  # MLflow prints a "View run" link
                 client.set_terminated(run.info.run_id, "FINISHED")
             run_id = run.info.run_id
-        client.set_registered_model_tag(model.name, TAG_AUDIT_RUN, run_id)
+        client.set_registered_model_tag(model.name, tags.AUDIT_RUN, run_id)
     return run_id
 
 

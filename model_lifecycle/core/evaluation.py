@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model_lifecycle import tags
 from model_lifecycle.errors import BadInput, Refused
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,10 +172,10 @@ def feature_frame(model: LoadedModel, frame: "pd.DataFrame", target: str, requir
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
     features = frame[model.features]
-    from mlflow.models.utils import _enforce_schema
+    from mlflow.models import validate_schema  # public; the same check as MLflow's _enforce_schema
 
     try:
-        _enforce_schema(features.head(min(len(features), 1000)), model.signature.inputs)
+        validate_schema(features.head(min(len(features), 1000)), model.signature.inputs)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several types for schema mismatches
         raise BadInput(f"hold-out does not conform to the signature of {model.uri!r}: {' '.join(str(exc).split())[:300]}") from exc
     return features
@@ -192,7 +193,7 @@ def predict(model: LoadedModel, features: "pd.DataFrame", task: str, y: np.ndarr
             if unseen:
                 raise BadInput(
                     f"hold-out has labels the model {model.uri!r} never saw: {unseen[:5]}",
-                    hint=f"the model knows {model.classes[:10]}",
+                    hint=f"the model knows {[c.item() if hasattr(c, 'item') else c for c in model.classes[:10]]}",
                 )
         if model.proba_fn is not None:
             proba = np.asarray(model.proba_fn(features), dtype=float)
@@ -471,11 +472,12 @@ def log_evaluation(
     from model_lifecycle.adapters import registry
 
     with registry.mlflow_errors():
-        tags = {"lifecycle.model_uri": model_uri, "lifecycle.holdout.sha256": holdout["sha256"],
-                "lifecycle.holdout.rows": str(holdout["rows"]), "mlflow.runName": f"evaluate {name or model_uri} v{version or ''}"}
+        run_tags = {tags.RUN_MODEL_URI: model_uri, tags.RUN_HOLDOUT_SHA256: holdout["sha256"],
+                    tags.RUN_HOLDOUT_ROWS: str(holdout["rows"]),
+                    "mlflow.runName": f"evaluate {name or model_uri} v{version or ''}"}
         if name and version:
-            tags.update({"lifecycle.model": name, "lifecycle.version": str(version)})
-        run = client.create_run(registry.experiment_id(client, experiment), tags=tags)
+            run_tags.update({tags.RUN_MODEL: name, tags.RUN_VERSION: str(version)})
+        run = client.create_run(registry.experiment_id(client, experiment), tags=run_tags)
         now = int(_time.time() * 1000)
         model_id = registry.model_id_of(source)
         metrics = [Metric(k, v, now, 0, model_id=model_id) for k, v in metric_entries(results).items()]
@@ -486,8 +488,8 @@ def log_evaluation(
         with contextlib.redirect_stdout(sys.stderr):  # MLflow prints a "View run" link
             client.set_terminated(run.info.run_id, "FINISHED")
         if name and version:
-            client.set_model_version_tag(name, str(version), "lifecycle.last_evaluation_run_id", run.info.run_id)
-            client.set_model_version_tag(name, str(version), "lifecycle.last_evaluation_time", str(now))
+            client.set_model_version_tag(name, str(version), tags.LAST_EVALUATION_RUN_ID, run.info.run_id)
+            client.set_model_version_tag(name, str(version), tags.LAST_EVALUATION_TIME, str(now))
     return run.info.run_id
 
 

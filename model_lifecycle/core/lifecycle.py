@@ -20,13 +20,8 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from model_lifecycle.core import audit
-from model_lifecycle.core import lock as model_lock
-from model_lifecycle.errors import BadInput, Refused
+from model_lifecycle import settings, tags
 from model_lifecycle.adapters.registry import (
-    TAG_ARCHIVE_REASON,
-    TAG_ARCHIVED_AT,
-    TAG_CHAMPION_SINCE,
     alias_map,
     aliases_of,
     get_model,
@@ -37,6 +32,10 @@ from model_lifecycle.adapters.registry import (
     validate_alias,
     writer,
 )
+from model_lifecycle.core import audit
+from model_lifecycle.core import lock as model_lock
+from model_lifecycle.errors import BadInput, Refused
+from model_lifecycle.results import Result
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -49,9 +48,16 @@ NO_CHAMPION = "none"
 class AliasNames:
     """The aliases that carry the lifecycle; configurable, validated, and distinct."""
 
-    champion: str = "champion"
-    challenger: str = "challenger"
-    previous: str = "previous-champion"
+    champion: str = tags.CHAMPION_ALIAS
+    challenger: str = tags.CHALLENGER_ALIAS
+    previous: str = tags.PREVIOUS_ALIAS
+
+    @classmethod
+    def from_settings(cls) -> "AliasNames":
+        """The team's names from $LIFECYCLE_*_ALIAS, else the defaults."""
+        return cls(settings.CHAMPION_ALIAS.get() or tags.CHAMPION_ALIAS,
+                   settings.CHALLENGER_ALIAS.get() or tags.CHALLENGER_ALIAS,
+                   settings.PREVIOUS_ALIAS.get() or tags.PREVIOUS_ALIAS)
 
     def validated(self) -> "AliasNames":
         validate_alias(self.champion, "champion")
@@ -132,7 +138,7 @@ def _committed(client: "MlflowClient", name: str, step: dict[str, Any]) -> bool:
 def _failpoint(name: str) -> None:
     """Test hook: ``LIFECYCLE_FAILPOINT=after-commit`` kills the process right after the commit,
     which is how the tests prove that a crash half-way is finished by the next run."""
-    if os.environ.get("LIFECYCLE_FAILPOINT") == name:
+    if settings.FAILPOINT.get() == name:
         os._exit(70)
 
 
@@ -161,19 +167,31 @@ def _execute(client: "MlflowClient", lock: model_lock.Lock, model: Any, steps: l
     lock.finished = True
 
 
-def _result(action: str, model: str, version: str | None, changed: bool, message: str, event=None) -> dict:
-    result: dict[str, Any] = {
-        "ok": True,
-        "action": action,
-        "model": model,
-        "version": version,
-        "changed": changed,
-        "message": message,
-    }
-    if event is not None:
-        result["event"] = event
-        result["previous_version"] = event.get("previous_version")
-    return result
+@dataclass
+class Change(Result):
+    """What a lifecycle change did: ``changed`` is False for a no-op (already in that state)."""
+
+    action: str
+    model: str
+    version: str | None
+    changed: bool
+    message: str
+    event: dict[str, Any] | None = None
+    previous_version: str | None = None
+    omit_when_none = ("event", "previous_version")
+
+
+def _result(action: str, model: str, version: str | None, changed: bool, message: str, event=None) -> Change:
+    return Change(action, model, version, changed, message, event,
+                  event.get("previous_version") if event is not None else None)
+
+
+def verdict_evidence(version: Any) -> dict[str, str]:
+    """The gate's evidence as the registry holds it: the digest of the verdict the compare step
+    tagged on the version. Read from the version (never from a file of another job), so a stage or
+    promote job on another runner records the same digest."""
+    digest = (version.tags or {}).get(tags.VERDICT_SHA256)
+    return {"verdict": digest} if digest else {}
 
 
 # --- transitions -----------------------------------------------------------------------------------
@@ -195,7 +213,7 @@ def stage(
     evidence: dict[str, str] | None = None,
     force: bool = False,
     legacy_stages: bool = False,
-) -> dict[str, Any]:
+) -> Change:
     """Point the challenger alias at ``version`` (the staging step)."""
     names.validated()
     mv = get_version(client, name, version)
@@ -215,14 +233,14 @@ def stage(
             return _result("stage", name, version, False, f"v{version} is already @{names.challenger}")
         steps = [_set_alias(names.challenger, version)]
         if is_archived(mv):
-            steps.append(_delete_tag(version, TAG_ARCHIVED_AT))
+            steps.append(_delete_tag(version, tags.ARCHIVED_AT))
         if legacy_stages:
             steps.append(_legacy_stage(version, "Staging"))
             if current:
                 steps.append(_legacy_stage(current, "None"))
         event = audit.new_event(
             "stage", name, version, previous_version=current, alias=names.challenger,
-            reason=reason, actor_name=actor, evidence=evidence, details={"forced": force} if force else None,
+            reason=reason, actor_name=actor, evidence={**verdict_evidence(mv), **(evidence or {})} or None, details={"forced": force} if force else None,
         )
         _execute(client, lock, model, steps, event)
     return _result("stage", name, version, True, f"v{version} is now @{names.challenger}", event)
@@ -243,7 +261,7 @@ def promote(
     evidence: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
     legacy_stages: bool = False,
-) -> dict[str, Any]:
+) -> Change:
     """Move the champion alias to ``version``, compare-and-set against ``expect_champion``.
 
     ``expect_champion`` is the champion the caller saw (a version, or "none" for no champion);
@@ -282,7 +300,8 @@ def promote(
             )
         event = audit.new_event(
             "promote", name, version, previous_version=current, alias=names.champion,
-            reason=reason, actor_name=actor, approver=approver, approval=approval, evidence=evidence,
+            reason=reason, actor_name=actor, approver=approver, approval=approval,
+            evidence={**verdict_evidence(mv), **(evidence or {})} or None,
             details={"forced": force, "expected_champion": expect_champion, "was_challenger": challenger == version,
                      **(details or {})},
         )
@@ -291,8 +310,8 @@ def promote(
             steps.append(_set_alias(names.previous, current))
         if challenger == version:
             steps.append(_delete_alias(names.challenger))
-        if TAG_CHAMPION_SINCE not in (mv.tags or {}):
-            steps.append(_set_tag(version, TAG_CHAMPION_SINCE, event["time"]))
+        if tags.CHAMPION_SINCE not in (mv.tags or {}):
+            steps.append(_set_tag(version, tags.CHAMPION_SINCE, event["time"]))
         if legacy_stages:
             steps.append(_legacy_stage(version, "Production", archive_existing=True))
         _execute(client, lock, model, steps, event)
@@ -309,7 +328,7 @@ def archive(
     actor: str | None = None,
     legacy_stages: bool = False,
     protected_aliases: tuple[str, ...] = (),
-) -> dict[str, Any]:
+) -> Change:
     """Mark a version archived and remove its aliases. The champion is never archived.
 
     Retention passes ``protected_aliases`` (challenger, previous champion): a version holding one
@@ -336,9 +355,9 @@ def archive(
             "archive", name, version, reason=reason, actor_name=actor,
             details={"removed_aliases": aliases_of(model, version)} if aliases_of(model, version) else None,
         )
-        steps = [_set_tag(version, TAG_ARCHIVED_AT, event["time"])]
+        steps = [_set_tag(version, tags.ARCHIVED_AT, event["time"])]
         if reason:
-            steps.append(_set_tag(version, TAG_ARCHIVE_REASON, reason[:5000]))
+            steps.append(_set_tag(version, tags.ARCHIVE_REASON, reason[:5000]))
         steps.extend(_delete_alias(alias) for alias in aliases_of(model, version))
         if legacy_stages:
             steps.append(_legacy_stage(version, "Archived"))
@@ -355,7 +374,7 @@ def rollback(
     to_version: str | None = None,
     actor: str | None = None,
     legacy_stages: bool = False,
-) -> dict[str, Any]:
+) -> Change:
     """Move the champion back to the previous champion *as recorded in the audit record*."""
     names.validated()
     if not reason or not reason.strip():
@@ -396,7 +415,7 @@ def rollback(
         steps = [_set_alias(names.champion, target)]
         steps.append(_set_alias(names.previous, below[-1]) if below else _delete_alias(names.previous))
         if is_archived(target_mv):
-            steps.append(_delete_tag(target, TAG_ARCHIVED_AT))
+            steps.append(_delete_tag(target, tags.ARCHIVED_AT))
         if legacy_stages:
             steps.append(_legacy_stage(target, "Production", archive_existing=True))
         _execute(client, lock, model, steps, event)

@@ -8,16 +8,15 @@ each row) and records that digest in run and version tags.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_lifecycle import settings, tags
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-# Run tags written by train.py (and readable by register.py for any run that has them).
-DATASET_TAG = "lifecycle.dataset.{name}.{field}"
 
 
 def dataframe_sha256(frame: "pd.DataFrame") -> str:
@@ -45,8 +44,8 @@ def mlflow_digest(sha256: str) -> str:
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The commit being built: $GITHUB_SHA on Actions, else ``git rev-parse HEAD`` if in a checkout."""
-    if os.environ.get("GITHUB_SHA"):
-        return os.environ["GITHUB_SHA"]
+    if settings.GITHUB_SHA.get():
+        return settings.GITHUB_SHA.get()
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
@@ -63,10 +62,10 @@ def dataset_facts(run: Any) -> dict[str, dict[str, str]]:
     (marked as such) for runs logged by other code.
     """
     facts: dict[str, dict[str, str]] = {}
-    tags = run.data.tags or {}
-    for key, value in tags.items():
+    run_tags = run.data.tags or {}
+    for key, value in run_tags.items():
         parts = key.split(".")
-        if key.startswith("lifecycle.dataset.") and len(parts) >= 4:
+        if key.startswith(tags.DATASET_PREFIX) and len(parts) >= 4:
             name, field = ".".join(parts[2:-1]), parts[-1]
             facts.setdefault(name, {})[field] = value
     for dataset_input in getattr(run.inputs, "dataset_inputs", None) or []:

@@ -22,8 +22,14 @@ import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from model_lifecycle import settings
+from model_lifecycle.adapters.registry import (
+    is_already_exists,
+    is_not_found,
+    mlflow_errors,
+    writer,
+)
 from model_lifecycle.errors import ServiceError
-from model_lifecycle.adapters.registry import is_already_exists, is_not_found, mlflow_errors, writer
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -33,12 +39,13 @@ INTENT_TAG = "intent"
 
 
 def _ttl_seconds() -> float:
-    return float(os.environ.get("LIFECYCLE_LOCK_TTL_SECONDS", "120"))
+    return settings.LOCK_TTL_SECONDS.get_float()
 
 
 def _wait_seconds() -> float:
     # Long enough for a rerun after a crash on another machine to outlive the dead holder's TTL.
-    return float(os.environ.get("LIFECYCLE_LOCK_WAIT_SECONDS", str(_ttl_seconds() + 30)))
+    wait = settings.LOCK_WAIT_SECONDS.get()
+    return float(wait) if wait else _ttl_seconds() + 30
 
 
 def _boot_id() -> str:

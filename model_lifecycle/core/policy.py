@@ -3,6 +3,10 @@
 A policy declares the task, the hold-out data, the slices, and the gates a candidate must pass:
 floors, improvement over the champion, guardrails (no slice may get worse by more than a margin),
 an optional statistical mode, and model checks. See ``model-policy.example.yml`` for every field.
+
+Each rule of a gate is a field of ``Gate`` named after its kind in ``rules.RULES``; a new rule kind
+is one settings model (or plain type) here, as a ``Gate`` field defaulting to None, plus one
+function registered in that table (see ``model_lifecycle/core/rules.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model_lifecycle.core import yamlcheck
+from model_lifecycle.core import rules, yamlcheck
 from model_lifecycle.errors import BadInput
 
 TASKS = ("binary", "multiclass", "regression")
@@ -75,10 +79,14 @@ class Gate(_Strict):
     guardrail: Guardrail | None = None
     higher_is_better: bool | None = Field(None, description="Override the metric's known direction.")
 
+    def rule_kinds(self) -> list[str]:
+        """The rule kinds this gate configures, in the order ``verdict.decide`` applies them."""
+        return rules.kinds(self)
+
     @model_validator(mode="after")
     def _has_a_rule(self) -> "Gate":
-        if self.floor is None and self.improvement is None and self.guardrail is None:
-            raise ValueError("a gate needs at least one of 'floor', 'improvement', 'guardrail'")
+        if not self.rule_kinds():
+            raise ValueError(f"a gate needs at least one of {', '.join(repr(kind) for kind in rules.RULES)}")
         return self
 
 

@@ -3,8 +3,11 @@
 Semantics follow MLflow's ``MetricThreshold``: a floor is ``threshold``; an improvement is
 ``min_absolute_change`` / ``min_relative_change`` against the baseline, in the metric's direction.
 Guardrails add what MLflow lacks: no slice may get worse than the champion by more than a margin.
-The statistical mode adds the other: an improvement only counts if its paired confidence interval
-excludes "no improvement".
+The statistical mode adds the other: an improvement only counts if the whole paired confidence
+interval of the gain lies above zero.
+
+The rule kinds themselves live in ``model_lifecycle.core.rules`` (a table kind -> function);
+``decide`` applies that table to every gate.
 """
 
 from __future__ import annotations
@@ -16,33 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model_lifecycle.core.evaluation import OVERALL, Predictions, SliceResult, paired_delta_interval
+from model_lifecycle.core import rules
+from model_lifecycle.core.evaluation import OVERALL, Predictions, SliceResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from model_lifecycle.core.policy import Gate, Policy
+    from model_lifecycle.core.policy import Policy
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
-
-def _better(value: float, other: float, higher: bool) -> float:
-    """Signed difference where positive always means 'better'."""
-    return value - other if higher else other - value
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def _check(
-    gate: "Gate", index: int, kind: str, key: str, cand: SliceResult, base: SliceResult | None, higher: bool
-) -> dict[str, Any]:
-    c = cand.metrics.get(gate.metric, {}).get("value")
-    b = base.metrics.get(gate.metric, {}).get("value") if base else None
-    return {
-        "gate": index, "kind": kind, "metric": gate.metric, "slice": key, "n": cand.n,
-        "candidate": c, "baseline": b, "delta": None if c is None or b is None else c - b,
-        "higher_is_better": higher, "interval": None, "passed": False, "reason": "",
-    }
+_fmt = rules.fmt
 
 
 def decide(
@@ -53,81 +38,16 @@ def decide(
     cand_pred: Predictions,
     base_pred: Predictions | None,
 ) -> list[dict[str, Any]]:
-    """Every gate check, each with values, delta, interval, pass/fail and a reason in plain words."""
+    """Every gate check, each with values, delta, interval, pass/fail and a reason in plain words.
+
+    For each gate in policy order, the rows of each rule kind it configures, in ``rules.RULES`` order."""
     checks: list[dict[str, Any]] = []
     for index, gate in enumerate(policy.gates):
-        higher = policy.higher_is_better(gate)
-        word = "higher" if higher else "lower"
-        if gate.floor is not None:
-            row = _check(gate, index, "floor", OVERALL, candidate[OVERALL], None, higher)
-            c = row["candidate"]
-            row["required"] = gate.floor
-            row["rule"] = f"{'≥' if higher else '≤'} {gate.floor:g}"
-            row["passed"] = c is not None and (c >= gate.floor if higher else c <= gate.floor)
-            row["reason"] = (
-                f"{gate.metric} {_fmt(c)} {'meets' if row['passed'] else 'misses'} the floor {gate.floor:g} ({word} is better)"
-            )
-            checks.append(row)
-        if baseline is None:
-            for kind in ("improvement", "guardrail"):
-                if getattr(gate, kind) is not None:
-                    row = _check(gate, index, kind, OVERALL, candidate[OVERALL], None, higher)
-                    row.update(passed=True, skipped=True, reason=f"no champion yet: {kind} on {gate.metric} not applied")
-                    checks.append(row)
-            continue
-        if gate.improvement is not None:
-            checks.append(_improvement(policy, gate, index, candidate, baseline, y, cand_pred, base_pred, higher))
-        if gate.guardrail is not None:
-            keys = [OVERALL] + ([k for k in candidate if k != OVERALL] if gate.guardrail.slices else [])
-            for key in keys:
-                cand, base = candidate[key], baseline.get(key)
-                if cand.insufficient or base is None:
-                    continue
-                row = _check(gate, index, "guardrail", key, cand, base, higher)
-                c, b = row["candidate"], row["baseline"]
-                row["required"] = -gate.guardrail.max_drop
-                row["rule"] = f"drop ≤ {gate.guardrail.max_drop:g}"
-                if c is None or b is None:
-                    row.update(passed=True, skipped=True, reason=f"{gate.metric} undefined in {key} (one class only)")
-                else:
-                    better = _better(c, b, higher)
-                    row["passed"] = better >= -gate.guardrail.max_drop - 1e-12
-                    where = "overall" if key == OVERALL else f"in slice {key} (n={cand.n})"
-                    row["reason"] = (
-                        f"{gate.metric} {where}: {_fmt(c)} vs champion {_fmt(b)}, "
-                        + (f"{'within' if row['passed'] else 'worse than'} the allowed drop of {gate.guardrail.max_drop:g}")
-                    )
-                checks.append(row)
+        ctx = rules.Context(policy, gate, index, candidate, baseline, y, cand_pred, base_pred,
+                            policy.higher_is_better(gate))
+        for kind in rules.kinds(gate):
+            checks.extend(rules.apply(kind, ctx))
     return checks
-
-
-def _improvement(policy, gate, index, candidate, baseline, y, cand_pred, base_pred, higher) -> dict[str, Any]:
-    row = _check(gate, index, "improvement", OVERALL, candidate[OVERALL], baseline[OVERALL], higher)
-    c, b = row["candidate"], row["baseline"]
-    required = max(gate.improvement.absolute or 0.0, (gate.improvement.relative or 0.0) * abs(b or 0.0))
-    row["required"] = required
-    row["rule"] = f"gain ≥ {required:.4g}"
-    if c is None or b is None:
-        row["reason"] = f"{gate.metric} is undefined on the hold-out"
-        return row
-    better = _better(c, b, higher)
-    row["passed"] = better >= required - 1e-12
-    row["reason"] = (
-        f"{gate.metric} {_fmt(c)} vs champion {_fmt(b)}: improvement {better:+.4f} "
-        f"{'meets' if row['passed'] else 'is below'} the required {required:.4f}"
-    )
-    if policy.statistics.mode != "point" and base_pred is not None:
-        interval = paired_delta_interval(gate.metric, y, cand_pred, base_pred, policy.task, policy)
-        if interval is not None:
-            low, high = interval if higher else (-interval[1], -interval[0])
-            row["interval"] = [low, high]
-            level = f"{policy.statistics.confidence:.0%}"
-            if row["passed"] and low <= 0:
-                row["passed"] = False
-                row["reason"] += f", but its {level} interval [{low:+.4f}, {high:+.4f}] includes no improvement (noise)"
-            elif row["passed"]:
-                row["reason"] += f"; {level} interval [{low:+.4f}, {high:+.4f}] excludes no improvement"
-    return row
 
 
 def serialise_results(results: dict[str, SliceResult]) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Entry point of the composite action: one `command` input names the lifecycle step.
 
 Inputs arrive only as environment variables (``LIFECYCLE_<INPUT>``; no ``${{ }}`` in any ``run:``),
-are validated here (a composite action does not enforce ``required: true``), and become the argv of
-a step script: never a shell string, so a model name full of shell metacharacters stays data.
-Outputs (verdict, version, model-uri, report, card-status) go to $GITHUB_OUTPUT.
+are validated here (a composite action does not enforce ``required: true``), and become the
+request of one API call: no argv, no shell string, so a model name full of shell metacharacters
+stays data. Outputs (verdict, version, model-uri, report, card-status, ...) go to $GITHUB_OUTPUT.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import json
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
+from model_lifecycle import settings
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import EXIT_BAD_INPUT, EXIT_OK, BadInput
+from model_lifecycle.errors import EXIT_OK, BadInput, ToolkitError
 
-COMMANDS = ("check", "evaluate", "compare", "card", "stage", "promote", "rollback", "archive", "notify", "status")
 # command -> inputs it cannot run without
 REQUIRED = {
     "check": ("model-name", "version"), "evaluate": ("model-name", "version"), "compare": ("model-name", "version"),
@@ -27,6 +27,7 @@ REQUIRED = {
     "rollback": ("model-name", "reason"), "archive": ("model-name",), "notify": ("model-name", "event"),
     "status": ("model-name",),
 }
+COMMANDS = tuple(REQUIRED)
 
 
 def value(name: str) -> str:
@@ -43,8 +44,19 @@ def flag(name: str, default: bool = False) -> bool:
     return text == "true"
 
 
+def number(name: str, default: str) -> float:
+    text = value(name) or default
+    try:
+        parsed = float(text)
+    except ValueError:
+        raise BadInput(f"input {name} must be a number, got {text!r}") from None
+    if parsed != parsed or parsed in (float("inf"), float("-inf")):
+        raise BadInput(f"input {name} must be a finite number, got {text!r}")
+    return parsed
+
+
 def write_outputs(outputs: dict[str, str]) -> None:
-    path = os.environ.get("GITHUB_OUTPUT")
+    path = settings.GITHUB_OUTPUT.get()
     if not path:
         return
     with open(path, "a", encoding="utf-8") as handle:
@@ -53,91 +65,95 @@ def write_outputs(outputs: dict[str, str]) -> None:
             handle.write(f"{key}<<{delimiter}\n{text}\n{delimiter}\n")
 
 
-def _step(module: Any, argv: list[str]) -> tuple[int, dict[str, Any]]:
-    """Run a step script in-process; its result goes to the log (stderr), the outputs use it."""
-    code, payload = cli.call_step(module, argv)
-    print(json.dumps(payload, indent=2, sort_keys=True, default=str), file=sys.stderr)
-    return code, payload
+@dataclass(frozen=True)
+class Inputs:
+    """The inputs every command shares, read once."""
+
+    model: str
+    version: str
+    out: Path  # where files for later steps go ($RUNNER_TEMP/model-lifecycle)
+    policy: str
+    holdout: str | None
+    reason: str | None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.model}/{self.version}" if self.version else ""
 
 
-def run_command(command: str) -> tuple[int, dict[str, str]]:
-    from model_lifecycle.edges.commands import archive
-    from model_lifecycle.edges.commands import check_model
-    from model_lifecycle.edges.commands import compare_baseline
-    from model_lifecycle.edges.commands import evaluate
-    from model_lifecycle.edges.commands import model_card
-    from model_lifecycle.edges.commands import notify
-    from model_lifecycle.edges.commands import rollback
-    from model_lifecycle.edges.commands import status
-    from model_lifecycle.edges.commands import transition
+def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
+    """command -> the API call it makes (imported only when that command runs)."""
+    from model_lifecycle.api import gate, lifecycle, notify, retention, status
 
-    model, version = value("model-name"), value("version")
-    out = Path(value("output-dir") or os.environ.get("RUNNER_TEMP") or ".") / "model-lifecycle"
-    out.mkdir(parents=True, exist_ok=True)
-    uri = f"models:/{model}/{version}"
-    outputs = {"version": version, "model-uri": uri if version else ""}
-    policy = ["--policy", value("policy") or "model-policy.yml"]
-    holdout = ["--holdout", value("holdout")] if value("holdout") else []
-    reason = ["--reason", value("reason")] if value("reason") else []
-    base = ["--model", model]
-
-    handlers: dict[str, Callable[[], tuple[int, dict[str, Any]]]] = {
-        "check": lambda: _step(check_model, ["--model-uri", uri, *policy, *holdout, "--output", str(out / "checks.json"),
-                                             *(["--tests-command", value("test-command")] if value("test-command") else [])]),
-        "evaluate": lambda: _step(evaluate, ["--model-uri", uri, *policy, *holdout, "--output", str(out / "evaluation.json")]),
-        "compare": lambda: _step(compare_baseline, [*base, "--candidate", version, *policy, *holdout,
-                                                    "--output", str(out / "verdict.json"), "--report", str(out / "report.md")]),
-        "stage": lambda: _step(transition, [*base, "--version", version, "--to", "staging", *reason, *_verdict_evidence(out)]),
-        "promote": lambda: _step(transition, [
-            *base, "--version", version, "--to", "production", *reason,
-            *(["--expect-champion", value("expect-champion")] if value("expect-champion") else []),
-            "--github-approval", value("environment") or "production",
-            *([] if flag("require-approval", True) else ["--allow-unprotected-environment"]),
-        ]),
-        "rollback": lambda: _step(rollback, [*base, *reason]),
-        "archive": lambda: _step(archive, [*base, "--keep-last", value("keep-last") or "5",
-                                           "--older-than", value("older-than-days") or "30",
-                                           *(["--dry-run"] if flag("dry-run") else []), *reason]),
-        "notify": lambda: _step(notify, [*base, "--event", value("event"), *(["--version", version] if version else []),
-                                         *(["--report", value("report")] if value("report") else []),
-                                         *(["--card-diff", value("card-diff")] if value("card-diff") else []),
-                                         *(["--pr", value("pr-number")] if value("pr-number") else []),
-                                         *(["--request-approval"] if flag("request-approval") else [])]),
-        "status": lambda: _step(status, [*base, "--audit"]),
-        "card": lambda: _card(model_card, base, version, out),
+    return {
+        "check": lambda: gate.check(gate.CheckRequest(
+            i.uri, i.policy, i.holdout, tests_command=value("test-command") or None,
+            output=str(i.out / "checks.json"))),
+        "evaluate": lambda: gate.evaluate(gate.EvaluateRequest(
+            i.uri, i.policy, i.holdout, output=str(i.out / "evaluation.json"))),
+        "compare": lambda: gate.compare(gate.CompareRequest(
+            i.model, i.version, i.policy, holdout=i.holdout, output=str(i.out / "verdict.json"),
+            report=str(i.out / "report.md"))),
+        "card": lambda: _card(i),
+        "stage": lambda: lifecycle.stage(lifecycle.StageRequest(i.model, i.version, reason=i.reason)),
+        "promote": lambda: lifecycle.promote(lifecycle.PromoteRequest(
+            i.model, i.version, expect_champion=value("expect-champion") or None, reason=i.reason,
+            github_environment=value("environment") or "production",
+            allow_unprotected_environment=not flag("require-approval", True))),
+        "rollback": lambda: lifecycle.rollback(lifecycle.RollbackRequest(i.model, i.reason or "")),
+        "archive": lambda: retention.apply_retention(retention.RetentionRequest(
+            i.model, _count("keep-last", "5"), number("older-than-days", "30"), dry_run=flag("dry-run"),
+            reason=i.reason)),
+        "notify": lambda: notify.notify(notify.NotifyRequest(
+            model=i.model, version=i.version or None, event=value("event"), report=value("report") or None,
+            card_diff=value("card-diff") or None, pr=_pr_number(), request_approval=flag("request-approval"),
+            repo=settings.GITHUB_REPOSITORY.get(), webhook_url=settings.WEBHOOK_URL.get())),
+        "status": lambda: status.status(status.StatusRequest(i.model, audit=True)),
     }
-    code, payload = handlers[command]()
-    if command == "compare":
-        outputs["verdict"] = "pass" if payload.get("passed") else "fail" if "passed" in payload else "error"
-        outputs["report"] = str(out / "report.md")
-        outputs["champion"] = payload.get("baseline") or "none"
-    if command == "card":
-        outputs["card-status"] = "complete" if payload.get("complete") else "incomplete"
-        outputs["card-diff"] = str(out / "card-diff.md")
-    return code, outputs
 
 
-def _verdict_evidence(out: Path) -> list[str]:
-    """The verdict written by the compare step of this job, if any, as evidence of the staging."""
-    from model_lifecycle.core import verdict
-
-    file = out / "verdict.json"
-    if not file.is_file():
-        return []
-    return ["--evidence", f"verdict={verdict.digest(json.loads(file.read_text()))}"]
+def _count(name: str, default: str) -> int:
+    text = value(name) or default
+    if not text.isdigit():
+        raise BadInput(f"input {name} must be a whole number, 0 or more, got {text!r}")
+    return int(text)
 
 
-def _card(model_card: Any, base: list[str], version: str, out: Path) -> tuple[int, dict[str, Any]]:
+def _pr_number() -> int | None:
+    text = value("pr-number")
+    if not text:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 2**31:
+        raise BadInput(f"input pr-number must be a pull request number, got {text!r}")
+    return int(text)
+
+
+def _card(i: Inputs) -> Any:
     """Build the card from the repository's model-card.yml, diff it against the champion, check it."""
-    card = value("card") or "model-card.yml"
-    code, built = _step(model_card, ["build", *base, "--version", version, "--card", card])
-    if code != EXIT_OK:
-        return code, built
-    _step(model_card, ["diff", *base, "--version", version, "--output", str(out / "card-diff.md")])
-    return _step(model_card, ["check", *base, "--version", version])
+    from model_lifecycle.api import cards
+
+    request = cards.CardRequest(i.model, i.version, card=value("card") or "model-card.yml",
+                                output=str(i.out / "card-diff.md"))
+    cards.build_card(request)
+    diff = cards.diff_card(request)  # the file is for the notification step
+    cli.append_step_summary(diff.markdown or "")
+    return cards.check_card(request)
 
 
-def _run() -> dict[str, Any]:
+def _outputs(command: str, i: Inputs, result: Any) -> dict[str, str]:
+    outputs = {"version": i.version, "model-uri": i.uri}
+    if command == "compare":
+        passed = getattr(result, "passed", None)
+        outputs["verdict"] = "error" if passed is None else "pass" if passed else "fail"
+        outputs["report"] = str(i.out / "report.md")
+        outputs["champion"] = getattr(result, "baseline", None) or "none"
+    if command == "card":
+        outputs["card-status"] = "complete" if getattr(result, "complete", False) else "incomplete"
+        outputs["card-diff"] = str(i.out / "card-diff.md")
+    return outputs
+
+
+def _validated() -> tuple[str, Inputs]:
     command = value("command")
     if command not in COMMANDS:
         raise BadInput(
@@ -147,27 +163,42 @@ def _run() -> dict[str, Any]:
     for name in REQUIRED[command]:
         if not value(name):
             raise BadInput(f"input {name} must be set when command is {command}")
-    if value("version"):  # validated before it is used in any URI or argv
+    if value("version"):  # validated before it is used in any URI or request
         from model_lifecycle.adapters.registry import parse_version
 
         parse_version(value("version"), "input version")
     if value("tracking-uri"):
-        os.environ["MLFLOW_TRACKING_URI"] = value("tracking-uri")
-    if command not in ("notify",) and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ[settings.TRACKING_URI.name] = value("tracking-uri")
+    if command != "notify" and not settings.TRACKING_URI.get():
         raise BadInput(f"input tracking-uri must be set when command is {command}")
-    code, outputs = run_command(command)
-    write_outputs(outputs)
-    return {"ok": code == EXIT_OK, "exit_code": code, "command": command, "outputs": outputs}
+    out = Path(value("output-dir") or settings.RUNNER_TEMP.get() or ".") / "model-lifecycle"
+    out.mkdir(parents=True, exist_ok=True)
+    return command, Inputs(value("model-name"), value("version"), out, value("policy") or "model-policy.yml",
+                           value("holdout") or None, value("reason") or None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.make_parser("action_entry.py", __doc__.splitlines()[0], "  LIFECYCLE_COMMAND=status LIFECYCLE_MODEL_NAME=churn python scripts/action_entry.py\n", shared=False)
+    parser = cli.make_parser("action_entry.py", __doc__.splitlines()[0],
+                             "  LIFECYCLE_COMMAND=status LIFECYCLE_MODEL_NAME=churn python scripts/action_entry.py\n",
+                             shared=False)
     parser.parse_args(argv)
-    try:
-        return cli.run(_run, json_output=False, render=lambda r: None)
-    except SystemExit as exc:  # argparse inside a step: already reported
-        return int(exc.code or EXIT_BAD_INPUT)
-
+    code, validated, error = cli.execute(_validated)
+    if error is not None:
+        cli.report_error(error.title, error.one_line(), error.exit_code)
+        return code
+    command, inputs = validated
+    code, result, error = cli.execute(_calls(inputs)[command])
+    if result is None and isinstance(error, ToolkitError):
+        result = error.result
+    if result is not None:  # the step's result goes to the log (stderr); its summary to the job summary
+        payload = cli.as_payload(result)
+        payload["ok"] = code == EXIT_OK
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str), file=sys.stderr)
+        cli.append_step_summary(getattr(result, "markdown_summary", None) or "")
+    if error is not None:
+        cli.report_error(error.title, error.one_line(), error.exit_code)
+    write_outputs(_outputs(command, inputs, result))
+    return code
 
 
 if __name__ == "__main__":  # python -m model_lifecycle.edges.action, as action.yml runs it

@@ -1,6 +1,8 @@
-"""The thin command layer every step script shares: flags, output, and the one place errors are caught.
+"""The command-line edge every step shares: flags, output, and the one place errors are caught.
 
 Nothing here imports MLflow: ``--help`` of every step must stay fast (measured in bench/).
+A step's command module only parses argv into the API's request, calls the API, and renders the
+result; ``command()`` builds its ``main`` from those three pieces.
 """
 
 from __future__ import annotations
@@ -8,27 +10,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import traceback
 from typing import Any, Callable, Sequence
 
+from model_lifecycle import settings
 from model_lifecycle.errors import EXIT_BAD_INPUT, EXIT_OK, ServiceError, ToolkitError
-
-# The MLflow client retries a dead or 5xx server for about four minutes by default. A promotion
-# step must fail within a bounded time instead, so these apply unless the user set their own.
-BOUNDED_MLFLOW_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
-def bound_mlflow_retries() -> None:
-    """Set bounded retry/timeout defaults for the MLflow client, keeping any value the user set."""
-    for key, value in BOUNDED_MLFLOW_HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,7 +32,7 @@ def shared_flags() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        default=settings.TRACKING_URI.get(),
         help="MLflow tracking server URI (default: $MLFLOW_TRACKING_URI).",
     )
     parent.add_argument(
@@ -69,50 +56,35 @@ def make_parser(prog: str, description: str, examples: str = "", shared: bool = 
 
 
 def add_model_flag(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--model",
-        required=required,
-        metavar="NAME",
-        help="Registered model name.",
-    )
+    parser.add_argument("--model", required=required, metavar="NAME", help="Registered model name.")
 
 
 def add_alias_flags(parser: argparse.ArgumentParser) -> None:
     """Alias names are configurable so teams with existing conventions keep them."""
-    parser.add_argument(
-        "--champion-alias",
-        default=os.environ.get("LIFECYCLE_CHAMPION_ALIAS", "champion"),
-        help="Alias that serves production (default: champion, or $LIFECYCLE_CHAMPION_ALIAS).",
-    )
-    parser.add_argument(
-        "--challenger-alias",
-        default=os.environ.get("LIFECYCLE_CHALLENGER_ALIAS", "challenger"),
-        help="Alias of the staged candidate (default: challenger, or $LIFECYCLE_CHALLENGER_ALIAS).",
-    )
-    parser.add_argument(
-        "--previous-alias",
-        default=os.environ.get("LIFECYCLE_PREVIOUS_ALIAS", "previous-champion"),
-        help="Alias that keeps the previous champion reachable for rollback "
-        "(default: previous-champion, or $LIFECYCLE_PREVIOUS_ALIAS).",
-    )
+    for flag, setting, what in (
+        ("--champion-alias", settings.CHAMPION_ALIAS, "Alias that serves production"),
+        ("--challenger-alias", settings.CHALLENGER_ALIAS, "Alias of the staged candidate"),
+        ("--previous-alias", settings.PREVIOUS_ALIAS,
+         "Alias that keeps the previous champion reachable for rollback"),
+    ):
+        parser.add_argument(flag, default=setting.get(), help=f"{what} (default: {setting.default}, or ${setting.name}).")
+
+
+def alias_names(args: Any) -> Any:
+    """The AliasNames of --champion-alias/--challenger-alias/--previous-alias."""
+    from model_lifecycle.core.lifecycle import AliasNames
+
+    return AliasNames(args.champion_alias, args.challenger_alias, args.previous_alias)
 
 
 def add_actor_flags(parser: argparse.ArgumentParser, reason_required: bool = False) -> None:
-    parser.add_argument(
-        "--reason",
-        required=reason_required,
-        default=None,
-        help="Why this change is made; recorded in the audit record.",
-    )
-    parser.add_argument(
-        "--actor",
-        default=None,
-        help="Who makes the change (default: $GITHUB_ACTOR, else user@host).",
-    )
+    parser.add_argument("--reason", required=reason_required, default=None,
+                        help="Why this change is made; recorded in the audit record.")
+    parser.add_argument("--actor", default=None, help="Who makes the change (default: $GITHUB_ACTOR, else user@host).")
 
 
 def in_github_actions() -> bool:
-    return os.environ.get("GITHUB_ACTIONS") == "true"
+    return settings.in_github_actions()
 
 
 def _escape_annotation(text: str) -> str:
@@ -121,8 +93,8 @@ def _escape_annotation(text: str) -> str:
 
 def append_step_summary(markdown: str) -> None:
     """Append Markdown to the GitHub job summary when running under Actions (no-op elsewhere)."""
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not path:
+    path = settings.GITHUB_STEP_SUMMARY.get()
+    if not path or not markdown:
         return
     try:
         with open(path, "a", encoding="utf-8") as handle:
@@ -148,39 +120,69 @@ def print_json(payload: Any) -> None:
     print(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
-def run(
-    action: Callable[[], dict[str, Any]],
-    *,
-    json_output: bool,
-    render: Callable[[dict[str, Any]], None] | None = None,
-) -> int:
-    """Run a step, print its result (JSON or human) and map every failure to its exit code."""
-    bound_mlflow_retries()
+def as_payload(result: Any) -> dict[str, Any]:
+    """A result object's JSON document (plain dicts pass through)."""
+    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def execute(action: Callable[[], Any], *, json_output: bool = False) -> tuple[int, Any, ToolkitError | None]:
+    """Run an API call and map every failure to its exit code: (code, result or None, error or None).
+
+    The one place exceptions are caught, for the command line, the action entry and the demo."""
+    settings.bound_mlflow_retries()
     try:
         if json_output:  # libraries print progress to stdout; with --json it belongs to the JSON alone
             with contextlib.redirect_stdout(sys.stderr):
-                payload = action()
+                result = action()
         else:
-            payload = action()
+            result = action()
     except ToolkitError as exc:
-        report_error(exc.title, exc.one_line(), exc.exit_code, json_output)
-        if json_output:
-            print_json({"ok": False, "exit_code": exc.exit_code, "error": exc.one_line()})
-        return exc.exit_code
+        return exc.exit_code, exc.result, exc
     except KeyboardInterrupt:
-        report_error("Interrupted", "interrupted by the user", 130)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 3
-        mapped = _map_unexpected(exc)
-        report_error(mapped.title, mapped.one_line(), mapped.exit_code, json_output)
-        if os.environ.get("LIFECYCLE_DEBUG") or os.environ.get("ACTIONS_STEP_DEBUG") == "true":
+        error = ToolkitError("interrupted by the user", title="Interrupted")
+        error.exit_code = 130
+        return 130, None, error
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 3 (or 2)
+        if settings.DEBUG.get() or settings.ACTIONS_STEP_DEBUG.get() == "true":
             traceback.print_exc()
-        return mapped.exit_code
-    if json_output:
-        print_json(payload)
-    elif render is not None:
-        render(payload)
-    return payload.get("exit_code", EXIT_OK) if isinstance(payload, dict) else EXIT_OK
+        return (mapped := _map_unexpected(exc)).exit_code, None, mapped
+    return getattr(result, "exit_code", EXIT_OK), result, None
+
+
+def run(action: Callable[[], Any], *, json_output: bool, render: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Run a step for the command line: print its result (JSON or human) and its error, if any."""
+    code, result, error = execute(action, json_output=json_output)
+    payload = as_payload(result) if result is not None else None
+    if payload is not None:
+        payload["ok"] = code == EXIT_OK
+        if code != EXIT_OK:
+            payload["exit_code"] = code
+        summary = getattr(result, "markdown_summary", None)
+        if summary:
+            append_step_summary(summary)
+        if json_output:
+            print_json(payload)
+        elif render is not None:
+            render(payload)
+    if error is not None:
+        report_error(error.title, error.one_line(), error.exit_code, json_output)
+        if json_output and payload is None:
+            print_json({"ok": False, "exit_code": error.exit_code, "error": error.one_line()})
+    return code
+
+
+def command(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    call: Callable[[Any], Any],
+    render: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[Sequence[str] | None], int]:
+    """A step's ``main(argv)``: parse, call the API through ``call(args)``, render; returns the exit code."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = build_parser().parse_args(argv)
+        return run(lambda: call(args), json_output=getattr(args, "json", False), render=render)
+
+    return main
 
 
 def _map_unexpected(exc: Exception) -> ToolkitError:
@@ -193,13 +195,12 @@ def _map_unexpected(exc: Exception) -> ToolkitError:
         mapped = translate_mlflow_error(exc)
         if mapped is not None:
             return mapped
-    except ImportError:  # pragma: no cover - registry always importable in this repo
+    except ImportError:  # pragma: no cover - registry always importable in this package
         pass
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return ServiceError(f"an outside service failed: {exc}")
-    error = BadInput(f"unexpected {type(exc).__name__}: {exc}", hint="set LIFECYCLE_DEBUG=1 for a traceback")
-    error.title = "Unexpected error"
-    return error
+    return BadInput(f"unexpected {type(exc).__name__}: {exc}", hint="set LIFECYCLE_DEBUG=1 for a traceback",
+                    title="Unexpected error")
 
 
 def console():
@@ -210,21 +211,3 @@ def console():
 
     width = max(shutil.get_terminal_size((140, 40)).columns, 120)
     return Console(highlight=False, width=width)
-
-
-def call_step(module: Any, argv: Sequence[str]) -> tuple[int, dict[str, Any]]:
-    """Run another step's ``main`` in-process with --json: (exit code, its JSON document).
-
-    Used by the demo and the action's entry point; the step reports its own errors (stderr,
-    annotations, summary) through its own ``run``."""
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = module.main([*argv, "--json"])
-    text = out.getvalue().strip()
-    return code, json.loads(text[text.find("{"):]) if "{" in text else {}
-
-
-def main_guard(main: Callable[[Sequence[str] | None], int]) -> None:
-    raise SystemExit(main(sys.argv[1:]))

@@ -13,11 +13,10 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import ToolkitError
+from model_lifecycle.errors import Refused
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "demo_files"  # the demo's policy and model card
 
@@ -35,24 +34,15 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-class StepFailed(ToolkitError):
-    def __init__(self, command: str, code: int) -> None:
-        super().__init__(f"demo step failed with exit {code}: {command}")
-        self.exit_code = code
-
-
-def step(console: Any, module: Any, argv: list[str]) -> dict[str, Any]:
-    """Run one step script in-process, as its command line, and show its human output."""
-    script = module.__name__.rsplit(".", 1)[-1]
-    console.print(f"[dim]$ python scripts/{script}.py {shlex.join(argv)}[/]")
-    code, payload = cli.call_step(module, argv)
-    if code != 0:
-        raise StepFailed(f"scripts/{script}.py {shlex.join(argv)}: {payload.get('error', '')}", code)
-    if script == "model_card" and payload.get("command") == "diff":
+def show(console: Any, what: str, result: Any, render: Any) -> Any:
+    """Show one step's result with the same rendering as its command."""
+    console.print(f"[dim]» {what}[/]")
+    payload = cli.as_payload(result)
+    if payload.get("command") == "diff":
         console.print(payload["markdown"])
     else:
-        module.render(payload)
-    return payload
+        render(payload)
+    return result
 
 
 def approve(console: Any, interactive: bool, version: str) -> tuple[str, str]:
@@ -60,67 +50,72 @@ def approve(console: Any, interactive: bool, version: str) -> tuple[str, str]:
     if interactive and sys.stdin.isatty():
         answer = console.input(f"Approve promotion of v{version} to production? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            raise StepFailed("approval declined at the prompt", 1)
+            raise Refused("approval declined at the prompt")
         return user, "approved at the demo prompt"
     return user, "approved locally by the demo (non-interactive)"
 
 
 def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
+    """Every step through the same API the command line and the action call."""
     from rich.rule import Rule
 
-    from model_lifecycle.edges.commands import archive
-    from model_lifecycle.edges.commands import compare_baseline
-    from model_lifecycle.edges.commands import model_card
-    from model_lifecycle.edges.commands import register
-    from model_lifecycle.edges.commands import rollback
-    from model_lifecycle.edges.commands import status
-    from model_lifecycle.edges.commands import train
-    from model_lifecycle.edges.commands import transition
+    from model_lifecycle.api import cards, gate, lifecycle, retention, status, train
+    from model_lifecycle.edges.commands import archive as archive_cmd
+    from model_lifecycle.edges.commands import compare_baseline as compare_cmd
+    from model_lifecycle.edges.commands import model_card as card_cmd
+    from model_lifecycle.edges.commands import register as register_cmd
+    from model_lifecycle.edges.commands import status as status_cmd
+    from model_lifecycle.edges.commands import train as train_cmd
+    from model_lifecycle.edges.commands import transition as transition_cmd
 
     console = cli.console()
-    uri = ["--tracking-uri", tracking_uri]
-    model = ["--model", args.model]
+    at = {"tracking_uri": tracking_uri}
+    name = args.model
     with tempfile.TemporaryDirectory(prefix="demo-") as out:
         console.print(Rule("1. train two models"))
-        first = step(console, train, [*uri, "--model-type", "gradient_boosting", "--n-estimators", "20",
-                                      "--output-dir", out, "--run-name", "demo-gbm"])
-        second = step(console, train, [*uri, "--model-type", "logistic", "--C", "0.05", "--output-dir", out,
-                                       "--run-name", "demo-logistic"])
-        gate_files = ["--policy", str(EXAMPLES_DIR / "demo-policy.yml"), "--holdout", second["holdout_path"],
-                      "--output", str(Path(out) / "verdict.json"), "--report", str(Path(out) / "report.md")]
+        first = show(console, "train gradient boosting", train.train(train.TrainRequest(
+            "gradient_boosting", n_estimators=20, output_dir=out, run_name="demo-gbm", **at)), train_cmd.render)
+        second = show(console, "train logistic regression", train.train(train.TrainRequest(
+            "logistic", C=0.05, output_dir=out, run_name="demo-logistic", **at)), train_cmd.render)
 
         console.print(Rule("2. register both"))
-        v1 = step(console, register, [*uri, *model, "--model-uri", first["model_uri"]])["version"]
-        v2 = step(console, register, [*uri, *model, "--model-uri", second["model_uri"]])["version"]
-        champion = step(console, status, [*uri, *model])["champion"] or "none"
+        v1 = show(console, "register", lifecycle.register(lifecycle.RegisterRequest(name, first.model_uri, **at)),
+                  register_cmd.render).version
+        v2 = show(console, "register", lifecycle.register(lifecycle.RegisterRequest(name, second.model_uri, **at)),
+                  register_cmd.render).version
+        champion = status.status(status.StatusRequest(name, **at)).champion or "none"
 
         for version, previous, why in ((v1, champion, "first production model"),
                                        (v2, v1, "logistic regression replaces gradient boosting")):
             console.print(Rule(f"gate, stage, model card, approval and promotion of v{version}"))
-            step(console, compare_baseline, [*uri, *model, "--candidate", version, *gate_files, "--stage"])
-            step(console, model_card, ["build", *uri, *model, "--version", version,
-                                       "--card", str(EXAMPLES_DIR / "demo-model-card.yml")])
+            show(console, f"compare v{version} with the champion and stage it", gate.compare(gate.CompareRequest(
+                name, version, str(EXAMPLES_DIR / "demo-policy.yml"), holdout=second.holdout_path,
+                output=str(Path(out) / "verdict.json"), report=str(Path(out) / "report.md"), stage=True, **at)),
+                compare_cmd.render)
+            card = cards.CardRequest(name, version, card=str(EXAMPLES_DIR / "demo-model-card.yml"),
+                                     output=str(Path(out) / "card-diff.md"), **at)
+            show(console, "build the model card", cards.build_card(card), card_cmd.render)
             if previous != "none":
-                step(console, model_card, ["diff", *uri, *model, "--version", version,
-                                           "--output", str(Path(out) / "card-diff.md")])
+                show(console, "the card against the champion's", cards.diff_card(card), card_cmd.render)
             approver, comment = approve(console, args.interactive, version)
-            step(console, transition, [
-                *uri, *model, "--version", version, "--to", "production", "--expect-champion", previous,
-                "--approver", approver, "--approval-source", "local", "--approval-comment", comment,
-                "--reason", f"demo: {why}",
-            ])
+            show(console, f"promote v{version} (expecting the champion to be {previous})", lifecycle.promote(
+                lifecycle.PromoteRequest(name, version, expect_champion=previous, reason=f"demo: {why}",
+                                         approval=lifecycle.Approval(approver, "local", comment), **at)),
+                transition_cmd.render)
 
     console.print(Rule("retention (keeps the champion and the previous champion)"))
-    step(console, archive, [*uri, *model, "--keep-last", "2", "--older-than", "0", "--dry-run"])
-    step(console, archive, [*uri, *model, "--keep-last", "2", "--older-than", "0", "--reason", "demo retention"])
+    for dry_run in (True, False):
+        show(console, "retention" + (" (dry run)" if dry_run else ""), retention.apply_retention(
+            retention.RetentionRequest(name, 2, 0, dry_run=dry_run, reason="demo retention", **at)), archive_cmd.render)
 
     console.print(Rule(f"roll back to v{v1}"))
-    step(console, rollback, [*uri, *model, "--reason", "demo: pretend v2 misbehaves in production"])
+    show(console, "rollback", lifecycle.rollback(lifecycle.RollbackRequest(
+        name, "demo: pretend v2 misbehaves in production", **at)), transition_cmd.render)
 
     console.print(Rule("where things stand"))
-    final = step(console, status, [*uri, *model, "--audit"])
-    _check_loads(console, tracking_uri, args.model, v1)
-    return {"ok": True, "model": args.model, "versions": [v1, v2], "champion": final["champion"]}
+    final = show(console, "status", status.status(status.StatusRequest(name, audit=True, **at)), status_cmd.render)
+    _check_loads(console, tracking_uri, name, v1)
+    return {"ok": True, "model": name, "versions": [v1, v2], "champion": final.champion}
 
 
 def _check_loads(console: Any, tracking_uri: str, name: str, expected: str) -> None:
@@ -128,7 +123,7 @@ def _check_loads(console: Any, tracking_uri: str, name: str, expected: str) -> N
     import mlflow
     import pandas as pd
 
-    from model_lifecycle.edges.commands.train import SLICE_COLUMN, TARGET, load_data
+    from model_lifecycle.api.train import SLICE_COLUMN, TARGET, load_data
 
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
@@ -138,6 +133,7 @@ def _check_loads(console: Any, tracking_uri: str, name: str, expected: str) -> N
 
 
 def _run(args: Any) -> dict[str, Any]:
+    """Use the given server, or start a local one on sqlite under --demo-dir for the length of the demo."""
     from model_lifecycle.edges import local_server
 
     if args.tracking_uri:
@@ -156,7 +152,4 @@ def _run(args: Any) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=lambda r: None)
-
+main = cli.command(build_parser, _run)

@@ -42,7 +42,7 @@ BY_SCRIPT = {step.script: name for name, step in STEPS.items()}
 
 def _usage() -> str:
     width = max(map(len, STEPS))
-    lines = [f"usage: model-lifecycle STEP [options]   (model-lifecycle STEP --help for a step's options)",
+    lines = ["usage: model-lifecycle STEP [options]   (model-lifecycle STEP --help for a step's options)",
              "", "Take an MLflow model version from registration to production and back, audited.", "", "steps:"]
     lines += [f"  {name:<{width}}  {step.summary}" for name, step in STEPS.items()]
     lines += ["", "Exit codes: 0 success, 1 refused (gate failed, compare-and-set lost), 2 bad input,",

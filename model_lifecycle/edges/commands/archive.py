@@ -6,14 +6,9 @@ version, so every former champion stays loadable for audits. --dry-run shows the
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import BadInput
 
 EXAMPLES = """\
   python scripts/archive.py --model churn --keep-last 5 --older-than 30 --dry-run
@@ -36,42 +31,13 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.core import audit
-    from model_lifecycle.core import lifecycle
-    from model_lifecycle.adapters import registry
-    from model_lifecycle.core import retention
+def call(args: Any) -> Any:
+    from model_lifecycle.api.retention import RetentionRequest, apply_retention
 
-    if args.keep_last < 0:
-        raise BadInput(f"--keep-last must be 0 or more, got {args.keep_last}")
-    if args.older_than < 0:
-        raise BadInput(f"--older-than must be 0 or more days, got {args.older_than:g}")
-    names = lifecycle.AliasNames(args.champion_alias, args.challenger_alias, args.previous_alias).validated()
-    client = registry.connect(args.tracking_uri)
-    model = registry.get_model(client, args.model)
-    versions = registry.list_versions(client, args.model)
-    events = audit.read(client, args.model)
-    plan = retention.plan(
-        versions, registry.alias_map(model), events, names,
-        keep_last=args.keep_last, older_than_days=args.older_than, now_ms=int(time.time() * 1000),
-    )
-    archived: list[str] = []
-    if not args.dry_run:
-        reason = args.reason or f"retention: keep last {args.keep_last}, older than {args.older_than:g} days"
-        for version in plan.archive:
-            outcome = lifecycle.archive(
-                client, args.model, version, names, reason=reason, actor=args.actor,
-                legacy_stages=args.legacy_stages, protected_aliases=(names.champion, names.challenger, names.previous),
-            )
-            if outcome["changed"]:
-                archived.append(version)
-    return {
-        "ok": True,
-        "model": args.model,
-        "dry_run": args.dry_run,
-        "would_archive" if args.dry_run else "archived": plan.archive if args.dry_run else archived,
-        "kept": plan.keep,
-    }
+    return apply_retention(RetentionRequest(
+        args.model, args.keep_last, args.older_than, dry_run=args.dry_run, reason=args.reason, actor=args.actor,
+        legacy_stages=args.legacy_stages, aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
+    ))
 
 
 def render(result: dict[str, Any]) -> None:
@@ -90,7 +56,4 @@ def render(result: dict[str, Any]) -> None:
         console.print(table)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

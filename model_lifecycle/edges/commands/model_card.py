@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any
 
-
+from model_lifecycle import settings
+from model_lifecycle.core.lifecycle import AliasNames
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import EXIT_OK, EXIT_REFUSED, BadInput
 
 EXAMPLES = """\
   python scripts/model_card.py init --model churn
@@ -26,7 +24,7 @@ EXAMPLES = """\
   python scripts/model_card.py diff --model churn --version 7 --output card-diff.md
   python scripts/model_card.py export --model churn --version 7 --format huggingface --output README.md
 """
-FORMATS = ("json", "markdown", "huggingface", "cyclonedx")
+FORMATS = ("json", "markdown", "huggingface", "cyclonedx")  # as api.cards.FORMATS, without importing it for --help
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -49,118 +47,26 @@ def build_parser() -> cli.ArgumentParser:
         if name in ("diff", "export"):
             command.add_argument("--output", help="Write to this file instead of stdout.")
         if name == "diff":
-            command.add_argument("--champion-alias", default="champion", help="Alias to compare with (default: champion).")
+            command.add_argument("--champion-alias", default=settings.CHAMPION_ALIAS.get(),
+                                 help="Alias to compare with (default: champion, or $LIFECYCLE_CHAMPION_ALIAS).")
         if name == "export":
             command.add_argument("--format", choices=FORMATS, default="markdown", help="Output format (default: markdown).")
     return parser
 
 
-def load_team_card(path: str) -> Any:
-    from model_lifecycle.core import cards
-    from model_lifecycle.core import yamlcheck
-
-    file = Path(path)
-    if not file.is_file():
-        raise BadInput(f"card file {path!r} not found", hint="create one with: model_card.py init --model NAME")
-    team, _ = yamlcheck.parse_model(
-        file.read_text(encoding="utf-8"), path, cards.TeamCard, what="a model card", needs="card and model_details"
-    )
-    return team
-
-
-def _init(args: Any) -> dict[str, Any]:
-    from jinja2 import Environment, FileSystemLoader
-
-    from model_lifecycle.core import cards
-
-    output = Path(args.output)
-    if output.exists() and not args.force:
-        raise BadInput(f"{args.output} already exists", hint="pass --force to overwrite it")
-    text = Environment(loader=FileSystemLoader(cards.TEMPLATES), keep_trailing_newline=True).get_template(
-        "model-card.yml.j2").render(model=args.model)
-    output.write_text(text, encoding="utf-8")
-    return {"ok": True, "command": "init", "path": str(output.resolve())}
-
-
-def _build(args: Any, client: Any, version: str) -> dict[str, Any]:
-    from model_lifecycle.core import cards
-    from model_lifecycle.adapters import registry
-
-    team = load_team_card(args.card)  # validated before anything is read or written
-    with registry.mlflow_errors():
-        facts = cards.collect_facts(client, args.model, version)
-        card = cards.build_card(team, facts, int(time.time() * 1000))
-        markdown = cards.render_markdown(card)
-        stored = cards.store(client, card, markdown)
-    missing = cards.missing_fields(card["team"])
-    return {"ok": True, "command": "build", "model": args.model, "version": version, "status": cards.status(card),
-            "complete": not missing, "missing": missing, **stored}
-
-
-def _check(args: Any, client: Any, version: str) -> dict[str, Any]:
-    from model_lifecycle.core import cards
-
-    card, problems = cards.check_version(client, args.model, version)
-    if problems:
-        cli.report_error("Model card incomplete", f"card of {args.model} v{version}: " + "; ".join(problems), EXIT_REFUSED)
-    return {"ok": True, "command": "check", "model": args.model, "version": version, "complete": not problems,
-            "problems": problems, "sha256": cards.sha256(card) if card else None,
-            "exit_code": EXIT_OK if not problems else EXIT_REFUSED}
-
-
-def _stored(client: Any, name: str, version: str) -> dict[str, Any]:
-    from model_lifecycle.core import cards
-
-    card = cards.load_stored(client, name, version)
-    if card is None:
-        raise BadInput(f"no model card was built for {name!r} v{version}", hint="run model_card.py build first")
-    return card
-
-
-def _emit(text: str, output: str | None) -> str | None:
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        return str(Path(output).resolve())
-    sys.stdout.write(text)
-    return None
-
-
-def _diff(args: Any, client: Any, version: str) -> dict[str, Any]:
-    from model_lifecycle.core import cards
-    from model_lifecycle.adapters import registry
-
-    card = _stored(client, args.model, version)
-    champion_version = registry.alias_map(registry.get_model(client, args.model)).get(args.champion_alias)
-    champion = cards.load_stored(client, args.model, champion_version) if champion_version else None
-    text = cards.diff_markdown(card, champion)
-    cli.append_step_summary(text)
-    return {"ok": True, "command": "diff", "champion": champion_version, "path": _emit(text, args.output), "markdown": text}
-
-
-def _export(args: Any, client: Any, version: str) -> dict[str, Any]:
-    from model_lifecycle.core import cards
-
-    card = _stored(client, args.model, version)
-    if args.format == "json":
-        text = cards.canonical(card)
-    elif args.format == "markdown":
-        text = cards.render_markdown(card)
-    elif args.format == "huggingface":
-        text = cards.export_huggingface(card)
-    else:
-        text = json.dumps(cards.export_cyclonedx(card), indent=2, sort_keys=True) + "\n"
-    return {"ok": True, "command": "export", "format": args.format, "path": _emit(text, args.output)}
-
-
-def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.adapters import registry
+def call(args: Any) -> Any:
+    from model_lifecycle.api import cards as api
 
     if args.command == "init":
-        return _init(args)
-    version = registry.parse_version(args.version)
-    client = registry.connect(args.tracking_uri)
-    handler = {"build": _build, "check": _check, "diff": _diff, "export": _export}[args.command]
-    return handler(args, client, version)
+        return api.init_card(args.model, args.output, args.force)
+    request = api.CardRequest(
+        args.model, args.version, card=getattr(args, "card", "model-card.yml"), output=getattr(args, "output", None),
+        format=getattr(args, "format", "markdown"), tracking_uri=args.tracking_uri,
+        aliases=replace(AliasNames.from_settings(), champion=getattr(args, "champion_alias", None)
+                        or settings.CHAMPION_ALIAS.get()),
+    )
+    return {"build": api.build_card, "check": api.check_card, "diff": api.diff_card,
+            "export": api.export_card}[args.command](request)
 
 
 def render(result: dict[str, Any]) -> None:
@@ -182,9 +88,10 @@ def render(result: dict[str, Any]) -> None:
                 print(f"  - {problem}")
     elif result.get("path"):
         print(f"✔ wrote {result['path']}")
+    elif command == "diff":
+        print(result["markdown"])
+    elif result.get("text") is not None:
+        sys.stdout.write(result["text"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

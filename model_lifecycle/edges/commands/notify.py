@@ -8,26 +8,16 @@ secret: it is read from $LIFECYCLE_WEBHOOK_URL (or --webhook-url) and never prin
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import Any, Sequence
 
-
+from model_lifecycle import settings
+from model_lifecycle.api.notify import EVENTS
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import BadInput
 
 EXAMPLES = """\
   python scripts/notify.py --model churn --version 7 --event gate --report report.md --pr 42
   python scripts/notify.py --model churn --version 7 --event staged --report report.md --card-diff card-diff.md --request-approval
 """
-EVENTS = {
-    "gate": "Promotion gate result",
-    "staged": "Staged as @challenger: approval requested",
-    "promoted": "Promoted to production (@champion)",
-    "refused": "Promotion refused",
-    "rolled-back": "Production rolled back",
-}
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -38,59 +28,40 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--report", help="Markdown file with the gate report to include.")
     parser.add_argument("--card-diff", help="Markdown file with the model-card diff to include.")
     parser.add_argument("--message", help="Extra text for the headline.")
-    parser.add_argument("--repo", default=os.environ.get("GITHUB_REPOSITORY"), help="OWNER/REPO (default: $GITHUB_REPOSITORY).")
+    parser.add_argument("--repo", default=settings.GITHUB_REPOSITORY.get(), help="OWNER/REPO (default: $GITHUB_REPOSITORY).")
     parser.add_argument("--pr", type=int, help="Pull request number for the sticky comment.")
     parser.add_argument("--request-approval", action="store_true", help="Open (or comment on) an issue asking for review.")
     parser.add_argument("--webhook-url", default=None, help="Slack-compatible webhook (default: $LIFECYCLE_WEBHOOK_URL).")
     return parser
 
 
-def compose(args: Any) -> str:
-    from model_lifecycle.core.audit import github_run_url
-
-    headline = f"### {EVENTS[args.event]}: {args.model}" + (f" v{args.version}" if args.version else "")
-    parts = [headline + (f" — {args.message}" if args.message else "")]
-    url = github_run_url()
-    if url:
-        parts.append(f"Workflow run: {url}" + (" (approve the `production` deployment there)" if args.event == "staged" else ""))
-    for path in (args.report, args.card_diff):
-        if path:
-            file = Path(path)
-            if not file.is_file():
-                raise BadInput(f"{path!r} not found (given to notify.py)")
-            parts.append(file.read_text(encoding="utf-8"))
-    return "\n\n".join(parts)
-
-
 def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.adapters import github as github_api
+    from model_lifecycle.api import notify as api
 
-    body = compose(args)
-    sent: dict[str, Any] = {}
-    cli.append_step_summary(body)
-    if cli.in_github_actions():
-        sent["summary"] = True
-    if args.pr or args.request_approval:
-        if not args.repo:
-            raise BadInput("--repo (or $GITHUB_REPOSITORY) is needed to comment on GitHub")
-        gh = github_api.connect()
-        if args.pr:
-            sent["comment"] = github_api.upsert_comment(gh, args.repo, args.pr, args.model, body)
-        if args.request_approval:
-            title = f"Approve {args.model} v{args.version} for production"
-            sent["issue"] = github_api.request_approval_issue(gh, args.repo, args.model, title, body)
-    webhook = args.webhook_url or os.environ.get("LIFECYCLE_WEBHOOK_URL")
-    if webhook:
-        if cli.in_github_actions():
-            print(f"::add-mask::{webhook}")
-        github_api.post_webhook(webhook, body)
-        sent["webhook"] = True
-    return {"ok": True, "model": args.model, "event": args.event, "sent": sent}
+    webhook = args.webhook_url or settings.WEBHOOK_URL.get()
+    if webhook and settings.in_github_actions():
+        print(f"::add-mask::{webhook}")  # the URL is a secret, also when given as --webhook-url
+    result = api.notify(api.NotifyRequest(
+        model=args.model, event=args.event, version=args.version, report=args.report, card_diff=args.card_diff,
+        message=args.message, repo=args.repo, pr=args.pr, request_approval=args.request_approval,
+        webhook_url=webhook,
+    ))
+    if settings.in_github_actions():
+        for warning in result.warnings:
+            print(f"::warning title=Notification not sent::{_escape(warning)}")
+    return result.to_dict()
+
+
+def _escape(text: str) -> str:
+    return " ".join(text.split()).replace("%", "%25")
 
 
 def render(result: dict[str, Any]) -> None:
     targets = ", ".join(sorted(result["sent"])) or "nowhere (no target configured)"
-    print(f"✔ notified {targets}: {result['event']} for {result['model']}")
+    mark = "⚠" if result.get("warnings") else "✔"
+    print(f"{mark} notified {targets}: {result['event']} for {result['model']}")
+    for warning in result.get("warnings", []):
+        print(f"  ⚠ not sent: {warning} (the promotion is not affected)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,12 +14,9 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import BadInput
 
 EXAMPLES = """\
   RELAY_WEBHOOK_SECRET=... GITHUB_TOKEN=... python scripts/relay.py serve --github-repo acme/churn \\
@@ -27,7 +24,6 @@ EXAMPLES = """\
   RELAY_WEBHOOK_SECRET=... python scripts/relay.py register-webhook --tracking-uri http://mlflow:5000 \\
       --url https://relay.example.com/webhook
 """
-EVENTS = ["model_version.created", "model_version_alias.created", "model_version_alias.deleted"]
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -52,56 +48,33 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def _secret(name: str) -> str:
-    value = os.environ.get(name, "")
-    if len(value) < 16:
-        raise BadInput(f"${name} must hold the webhook secret (16 characters or more)")
-    return value
-
-
 def _serve(args: Any) -> dict[str, Any]:
-    from model_lifecycle.adapters import github as github_api
-    from model_lifecycle.adapters import relay_service
+    """Run the relay until SIGTERM or SIGINT."""
+    from model_lifecycle.api.relay import RelayRequest, start_relay
 
-    token = os.environ.get(args.token_env, "")
-    if not token:
-        raise BadInput(f"${args.token_env} must hold a GitHub token that may send repository_dispatch")
-    if args.github_repo.count("/") != 1:
-        raise BadInput(f"--github-repo {args.github_repo!r} must look like OWNER/REPO")
-    settings = relay_service.Settings(
-        secret=_secret(args.secret_env), github_repo=args.github_repo, github_token=token,
-        github_api_url=github_api.api_url(), tracking_uri=args.tracking_uri, tolerance_seconds=args.tolerance,
-        max_body_bytes=args.max_body, reconcile_seconds=args.reconcile_seconds,
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
-    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relay %(levelname)s %(message)s")
-    relay = relay_service.Relay(settings, relay_service.Store(args.db), args.host, args.port)
+    relay = start_relay(RelayRequest(
+        args.github_repo, os.environ.get(args.secret_env, ""), os.environ.get(args.token_env, ""), db=args.db,
+        host=args.host, port=args.port, tolerance_seconds=args.tolerance, max_body_bytes=args.max_body,
+        reconcile_seconds=args.reconcile_seconds, models=[m.strip() for m in args.models.split(",") if m.strip()],
+        tracking_uri=args.tracking_uri, secret_name=f"${args.secret_env}", token_name=f"${args.token_env}",
+    ))
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
-    relay.start()
     print(f"relay listening on http://{args.host}:{relay.server.server_address[1]}/webhook", file=sys.stderr, flush=True)
     stopped.wait()
     relay.stop()
-    return {"ok": True, "command": "serve"}
+    return {"command": "serve"}
 
 
-def _register(args: Any) -> dict[str, Any]:
-    from model_lifecycle.adapters import registry
+def call(args: Any) -> Any:
+    if args.command == "serve":
+        return _serve(args)
+    from model_lifecycle.api.relay import WebhookRequest, register_webhook
 
-    secret = _secret(args.secret_env)
-    client = registry.connect(args.tracking_uri)
-    with registry.mlflow_errors():
-        existing = next((w for w in client.list_webhooks() if w.name == args.name), None)
-        if existing:
-            hook = client.update_webhook(existing.webhook_id, url=args.url, events=EVENTS, secret=secret, status="ACTIVE")
-            action = "updated"
-        else:
-            hook = client.create_webhook(args.name, args.url, EVENTS, secret=secret,
-                                         description="Forwards registrations to GitHub (model-promotion relay)")
-            action = "created"
-    return {"ok": True, "command": "register-webhook", "action": action, "webhook_id": hook.webhook_id,
-            "url": args.url, "events": EVENTS}
+    return register_webhook(WebhookRequest(args.url, os.environ.get(args.secret_env, ""), name=args.name,
+                                           tracking_uri=args.tracking_uri, secret_name=f"${args.secret_env}"))
 
 
 def render(result: dict[str, Any]) -> None:
@@ -114,8 +87,4 @@ def render(result: dict[str, Any]) -> None:
         print("  the relay's reconciler sends those.")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    action = _serve if args.command == "serve" else _register
-    return cli.run(lambda: action(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

@@ -6,10 +6,7 @@ earlier recorded champion with --to-version. Refuses cleanly when there is none.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
 
@@ -31,24 +28,17 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.core import lifecycle
-    from model_lifecycle.adapters import registry
+def call(args: Any) -> Any:
+    from model_lifecycle.api import lifecycle as api
 
-    names = lifecycle.AliasNames(args.champion_alias, args.challenger_alias, args.previous_alias).validated()
-    to_version = registry.parse_version(args.to_version, "--to-version") if args.to_version else None
-    client = registry.connect(args.tracking_uri)
-    return lifecycle.rollback(
-        client, args.model, names, reason=args.reason, to_version=to_version,
-        actor=args.actor, legacy_stages=args.legacy_stages,
-    )
+    return api.rollback(api.RollbackRequest(
+        args.model, args.reason, to_version=args.to_version, actor=args.actor, legacy_stages=args.legacy_stages,
+        aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
+    ))
 
 
 def render(result: dict[str, Any]) -> None:
     print("✔ " + result["message"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

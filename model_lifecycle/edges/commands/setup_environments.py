@@ -8,13 +8,9 @@ Needs a token with repository administration rights (GITHUB_TOKEN or --token-env
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import BadInput
 
 EXAMPLES = """\
   python scripts/setup_environments.py --repo acme/churn-model --reviewers alice,acme/ml-leads
@@ -34,20 +30,14 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.adapters import github as github_api
+def call(args: Any) -> Any:
+    from model_lifecycle.api.environments import EnvironmentsRequest, setup_environments
 
-    reviewers = [r.strip() for r in args.reviewers.split(",") if r.strip()]
-    if not reviewers:
-        raise BadInput("--reviewers must name at least one GitHub login or org/team")
-    environments = [e.strip() for e in args.environments.split(",") if e.strip()]
-    gh = github_api.connect(os.environ.get(args.token_env))
-    results = [
-        github_api.setup_environment(gh, args.repo, env, reviewers, prevent_self_review=not args.allow_self_review,
-                                     protected_branches=not args.any_branch)
-        for env in environments
-    ]
-    return {"ok": True, "repo": args.repo, "environments": results}
+    return setup_environments(EnvironmentsRequest(
+        args.repo, args.reviewers.split(","), [e.strip() for e in args.environments.split(",") if e.strip()],
+        prevent_self_review=not args.allow_self_review, protected_branches_only=not args.any_branch,
+        token=os.environ.get(args.token_env),
+    ))
 
 
 def render(result: dict[str, Any]) -> None:
@@ -60,7 +50,4 @@ def render(result: dict[str, Any]) -> None:
             print(f"    {key}: {change['from']} -> {change['to']}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

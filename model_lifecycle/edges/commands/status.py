@@ -7,10 +7,7 @@ toolkit) is reported as drift.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
 
@@ -32,74 +29,11 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def version_state(version: Any, aliases: list[str], names: Any) -> str:
-    from model_lifecycle.adapters.registry import is_archived
+def call(args: Any) -> Any:
+    from model_lifecycle.api.status import StatusRequest, status
 
-    for alias, state in ((names.champion, "champion"), (names.challenger, "challenger"), (names.previous, "previous-champion")):
-        if alias in aliases:
-            return state
-    return "archived" if is_archived(version) else "registered"
-
-
-def describe_version(version: Any, aliases: list[str], names: Any) -> dict[str, Any]:
-    tags = version.tags or {}
-    return {
-        "version": str(version.version),
-        "aliases": aliases,
-        "state": version_state(version, aliases, names),
-        "created": version.creation_timestamp,
-        "source": version.source,
-        "run_id": version.run_id,
-        "git_commit": tags.get("lifecycle.git_commit"),
-        "github_run_url": tags.get("lifecycle.github_run_url"),
-        "datasets": {
-            key.split(".")[2]: value
-            for key, value in tags.items()
-            if key.startswith("lifecycle.dataset.") and key.endswith(".sha256")
-        },
-        "archived_at": tags.get("lifecycle.archived_at"),
-        "champion_since": tags.get("lifecycle.champion_since"),
-    }
-
-
-def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.core import audit
-    from model_lifecycle.core import lifecycle
-    from model_lifecycle.adapters import registry
-
-    names = lifecycle.AliasNames(args.champion_alias, args.challenger_alias, args.previous_alias).validated()
-    at_ms = audit.parse_timestamp(args.at) if args.at else None
-    client = registry.connect(args.tracking_uri)
-    model = registry.get_model(client, args.model)
-    aliases = registry.alias_map(model)
-    events = audit.read(client, args.model)
-    stack = audit.champion_stack(events)
-    result: dict[str, Any] = {
-        "ok": True,
-        "model": args.model,
-        "aliases": aliases,
-        "champion": aliases.get(names.champion),
-        "challenger": aliases.get(names.challenger),
-        "previous_champion": aliases.get(names.previous),
-        "champion_history": stack,
-    }
-    recorded = stack[-1] if stack else None
-    if recorded != aliases.get(names.champion):
-        result["drift"] = (
-            f"@{names.champion} is {aliases.get(names.champion) or 'unset'} but the audit record says "
-            f"{recorded or 'none'}: the alias was changed outside the toolkit"
-        )
-    if at_ms is not None:
-        result["at"] = {"time": audit.now_iso(at_ms), "champion": audit.champion_at(events, at_ms)}
-        if not args.audit:
-            return result
-    versions = registry.list_versions(client, args.model)
-    result["versions"] = [
-        describe_version(v, registry.aliases_of(model, str(v.version)), names) for v in versions
-    ]
-    if args.audit:
-        result["audit"] = events
-    return result
+    return status(StatusRequest(args.model, audit=args.audit, at=args.at, aliases=cli.alias_names(args),
+                                tracking_uri=args.tracking_uri))
 
 
 def render(result: dict[str, Any]) -> None:
@@ -151,7 +85,4 @@ def render_audit(console: Any, model: str, events: list[dict[str, Any]]) -> None
     console.print(table)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

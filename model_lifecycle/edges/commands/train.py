@@ -8,23 +8,16 @@ writes the hold-out set (features, target and a slice column) to a CSV file late
 
 from __future__ import annotations
 
-import sys
-import warnings
-from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 from model_lifecycle.edges import common as cli
-from model_lifecycle.errors import BadInput
 
 EXAMPLES = """\
   python scripts/train.py --model-type logistic --C 0.05 --output-dir out/
   python scripts/train.py --model-type gradient_boosting --json
 """
 
-MODEL_TYPES = ("logistic", "gradient_boosting", "random_forest")
-TARGET = "target"
-SLICE_COLUMN = "size_band"
+MODEL_TYPES = ("logistic", "gradient_boosting", "random_forest")  # as api.train.MODEL_TYPES (--help imports no API)
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -40,133 +33,11 @@ def build_parser() -> cli.ArgumentParser:
     return parser
 
 
-def load_data(seed: int, holdout_fraction: float):
-    """Breast-cancer data with a slice column derived from tumour size (small/medium/large)."""
-    import pandas as pd
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
+def call(args: Any) -> Any:
+    from model_lifecycle.api.train import TrainRequest, train
 
-    if not 0.05 <= holdout_fraction <= 0.8:
-        raise BadInput(f"--holdout-fraction must be between 0.05 and 0.8, got {holdout_fraction}")
-    bunch = load_breast_cancer(as_frame=True)
-    frame = bunch.frame.rename(columns=lambda c: c.replace(" ", "_"))
-    frame[SLICE_COLUMN] = pd.cut(
-        frame["mean_radius"], bins=[0, 12, 16, float("inf")], labels=["small", "medium", "large"]
-    ).astype(str)
-    train, holdout = train_test_split(
-        frame, test_size=holdout_fraction, random_state=seed, stratify=frame[TARGET]
-    )
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
-
-
-def make_estimator(model_type: str, C: float, n_estimators: int, seed: int):
-    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if model_type == "logistic":
-        if C <= 0:
-            raise BadInput(f"--C must be positive, got {C}")
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
-    if model_type == "gradient_boosting":
-        return GradientBoostingClassifier(n_estimators=n_estimators, random_state=seed)
-    return RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1)
-
-
-def pip_requirements() -> list[str]:
-    """The model's requirements, stated instead of inferred: MLflow's inference re-imports the model
-    in a subprocess (about 8 s per model here) to find what this function already knows."""
-    import mlflow.sklearn
-
-    return mlflow.sklearn.get_default_pip_requirements(include_skops=True)
-
-
-def trusted_types_for(model: Any) -> list[str]:
-    """Types skops must be told to trust for this model (tree models need their Tree classes).
-
-    MLflow saves scikit-learn models with skops, which refuses types it does not know. The model
-    was built by this very process, so trusting exactly the types it contains is safe.
-    """
-    import skops.io
-
-    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-
-
-def _run(args: Any) -> dict[str, Any]:
-    import mlflow
-    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
-
-    from model_lifecycle.core import lineage
-    from model_lifecycle.adapters import registry
-
-    registry.connect(args.tracking_uri)
-    train, holdout = load_data(args.seed, args.holdout_fraction)
-    features = [c for c in train.columns if c not in (TARGET, SLICE_COLUMN)]
-    model = make_estimator(args.model_type, args.C, args.n_estimators, args.seed)
-    model.fit(train[features], train[TARGET])
-
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    holdout_path = (output / "holdout.csv").resolve()
-    train_path = (output / "train.csv").resolve()
-    holdout.to_csv(holdout_path, index=False)
-    train.to_csv(train_path, index=False)
-
-    proba = model.predict_proba(holdout[features])[:, 1]
-    predicted = (proba >= 0.5).astype(int)
-    metrics = {
-        "accuracy": float(accuracy_score(holdout[TARGET], predicted)),
-        "roc_auc": float(roc_auc_score(holdout[TARGET], proba)),
-        "f1": float(f1_score(holdout[TARGET], predicted)),
-        "log_loss": float(log_loss(holdout[TARGET], proba)),
-    }
-    digests = {"train": lineage.dataframe_sha256(train), "holdout": lineage.dataframe_sha256(holdout)}
-
-    with registry.mlflow_errors():
-        mlflow.set_experiment(args.experiment)
-        with mlflow.start_run(run_name=args.run_name) as run:
-            params = {"model_type": args.model_type, "seed": args.seed, "holdout_fraction": args.holdout_fraction}
-            params.update({"C": args.C} if args.model_type == "logistic" else {"n_estimators": args.n_estimators})
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-            for name, frame, path, context in (
-                ("train", train, train_path, "training"),
-                ("holdout", holdout, holdout_path, "evaluation"),
-            ):
-                with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a file
-                    warnings.simplefilter("ignore", UserWarning)
-                    dataset = mlflow.data.from_pandas(
-                        frame, source=str(path), targets=TARGET, name=name, digest=lineage.mlflow_digest(digests[name])
-                    )
-                mlflow.log_input(dataset, context=context)
-                mlflow.set_tags({
-                    lineage.DATASET_TAG.format(name=name, field="sha256"): digests[name],
-                    lineage.DATASET_TAG.format(name=name, field="rows"): str(len(frame)),
-                    lineage.DATASET_TAG.format(name=name, field="context"): context,
-                    lineage.DATASET_TAG.format(name=name, field="source"): str(path),
-                })
-            commit = lineage.git_commit()
-            if commit:
-                mlflow.set_tag("lifecycle.git_commit", commit)
-            signature = mlflow.models.infer_signature(holdout[features].head(50), model.predict(holdout[features].head(50)))
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=holdout[features].head(3),
-                skops_trusted_types=trusted_types_for(model),
-                pip_requirements=pip_requirements(),
-            )
-    return {
-        "ok": True,
-        "run_id": run.info.run_id,
-        "model_uri": info.model_uri,
-        "holdout_path": str(holdout_path),
-        "metrics": metrics,
-        "datasets": digests,
-        "model_type": args.model_type,
-    }
+    return train(TrainRequest(args.model_type, args.C, args.n_estimators, args.seed, args.holdout_fraction,
+                              args.output_dir, args.experiment, args.run_name, args.tracking_uri))
 
 
 def render(result: dict[str, Any]) -> None:
@@ -176,7 +47,4 @@ def render(result: dict[str, Any]) -> None:
     print(f"  hold-out: {result['holdout_path']}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

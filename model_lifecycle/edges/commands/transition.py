@@ -7,10 +7,7 @@ and records who approved it in the audit record.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any, Sequence
-
 
 from model_lifecycle.edges import common as cli
 from model_lifecycle.errors import BadInput
@@ -96,101 +93,29 @@ def parse_evidence(items: Sequence[str]) -> dict[str, str]:
     return evidence
 
 
-def approval_from(args: Any) -> dict[str, Any] | None:
-    if not (args.approver or args.approval_source or args.approval_comment):
-        return None
-    return {
-        "source": args.approval_source or "local",
-        "comment": args.approval_comment,
-        "time": args.approval_time,
-    }
+def call(args: Any) -> Any:
+    from model_lifecycle.api import lifecycle as api
 
-
-def github_approval(args: Any) -> dict[str, Any]:
-    """The human gate: the GitHub environment's required reviewers must have approved this run."""
-    import os
-
-    from model_lifecycle.adapters import github as github_api
-    from model_lifecycle.errors import Refused
-
-    repo, run_id = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_RUN_ID")
-    if not repo or not run_id:
-        raise BadInput("--github-approval needs $GITHUB_REPOSITORY and $GITHUB_RUN_ID (run it inside GitHub Actions)")
-    gh = github_api.connect()
-    environment = args.github_approval
-    if not github_api.environment_protected(gh, repo, environment):
-        if not args.allow_unprotected_environment:
-            raise Refused(
-                f"environment {environment!r} of {repo} has no required reviewers, so nobody approved this "
-                "promotion; nothing was changed",
-                hint="add reviewers (setup_environments.py), or set require-approval: false to accept that",
-            )
-        return {"source": "github-environment", "environment": environment, "approver": None,
-                "comment": "environment has no required reviewers (require-approval: false)"}
-    approvals = github_api.run_approvals(gh, repo, run_id, environment)
-    if not approvals:
-        raise Refused(
-            f"no approval of run {run_id} for environment {environment!r} was found; nothing was changed",
-            hint="a required reviewer must approve the deployment in the run's page",
-        )
-    latest = approvals[-1]
-    return {"source": "github-environment", "environment": environment, "approver": latest.user,
-            "comment": latest.comment or None, "time": latest.time or None, "run_id": run_id}
-
-
-def card_gate(client: Any, args: Any, version: str, evidence: dict[str, str]) -> dict[str, Any]:
-    """Production needs a complete, current model card; its sha256 becomes evidence of the promotion."""
-    from model_lifecycle.core import cards
-    from model_lifecycle.errors import Refused
-
-    if args.skip_card_check:
-        if not args.reason:
-            raise BadInput("--skip-card-check needs --reason: say why the card gate is bypassed")
-        return {"card_check": "skipped"}
-    card, problems = cards.check_version(client, args.model, version)
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise Refused(
-            f"the model card of {args.model!r} v{version} is not ready: {shown}; nothing was changed",
-            hint="complete model-card.yml, run model_card.py build, then promote again",
-        )
-    evidence["card"] = cards.sha256(card)
-    return {"card_check": "passed"}
-
-
-def _run(args: Any) -> dict[str, Any]:
-    from model_lifecycle.core import lifecycle
-    from model_lifecycle.adapters import registry
-
-    version = registry.parse_version(args.version)
-    names = lifecycle.AliasNames(args.champion_alias, args.challenger_alias, args.previous_alias).validated()
-    expect = args.expect_champion
-    if expect is not None:
-        expect = lifecycle.NO_CHAMPION if expect.strip().lower() == "none" else registry.parse_version(
-            expect, "--expect-champion"
-        )
+    common = {"reason": args.reason, "actor": args.actor, "legacy_stages": args.legacy_stages,
+              "aliases": cli.alias_names(args), "tracking_uri": args.tracking_uri}
     evidence = parse_evidence(args.evidence)
-    client = registry.connect(args.tracking_uri)
-    common = {"reason": args.reason, "actor": args.actor, "legacy_stages": args.legacy_stages}
     if args.to == "staging":
-        return lifecycle.stage(client, args.model, version, names, evidence=evidence, force=args.force, **common)
+        return api.stage(api.StageRequest(args.model, args.version, force=args.force, evidence=evidence, **common))
     if args.to == "production":
-        lifecycle.require_reason_for_force(args.force, args.reason)  # usage errors before any look-up
-        approval = github_approval(args) if args.github_approval else approval_from(args)
-        details = card_gate(client, args, version, evidence)
-        return lifecycle.promote(
-            client, args.model, version, names, expect_champion=expect, force=args.force,
-            approver=(approval or {}).pop("approver", None) or args.approver, approval=approval, evidence=evidence,
-            details=details, **common,
-        )
-    return lifecycle.archive(client, args.model, version, names, **common)
+        approval = None
+        if args.approver or args.approval_source or args.approval_comment:
+            approval = api.Approval(args.approver, args.approval_source or "local", args.approval_comment,
+                                    args.approval_time)
+        return api.promote(api.PromoteRequest(
+            args.model, args.version, expect_champion=args.expect_champion, force=args.force, approval=approval,
+            github_environment=args.github_approval, allow_unprotected_environment=args.allow_unprotected_environment,
+            evidence=evidence, skip_card_check=args.skip_card_check, **common,
+        ))
+    return api.archive(api.ArchiveRequest(args.model, args.version, **common))
 
 
 def render(result: dict[str, Any]) -> None:
     print(("✔ " if result["changed"] else "= ") + result["message"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
-
+main = cli.command(build_parser, call, render)

@@ -1,0 +1,93 @@
+"""Where a model stands: versions with aliases, state and lineage; the audit record; who was champion when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_lifecycle import tags
+from model_lifecycle.adapters import registry
+from model_lifecycle.core.lifecycle import AliasNames
+from model_lifecycle.results import Result
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    model: str
+    audit: bool = False  # include every recorded event
+    at: str | None = None  # also answer: who was champion at this moment (ISO 8601 or epoch)
+    aliases: AliasNames = field(default_factory=AliasNames.from_settings)
+    tracking_uri: str | None = None
+
+
+@dataclass
+class StatusResult(Result):
+    model: str
+    aliases: dict[str, str]
+    champion: str | None
+    challenger: str | None
+    previous_champion: str | None
+    champion_history: list[str]
+    drift: str | None = None
+    at: dict[str, Any] | None = None
+    versions: list[dict[str, Any]] | None = None
+    audit: list[dict[str, Any]] | None = None
+    omit_when_none = ("drift", "at", "versions", "audit")
+
+
+def version_state(version: Any, aliases: list[str], names: AliasNames) -> str:
+    for alias, state in ((names.champion, "champion"), (names.challenger, "challenger"),
+                         (names.previous, "previous-champion")):
+        if alias in aliases:
+            return state
+    return "archived" if registry.is_archived(version) else "registered"
+
+
+def describe_version(version: Any, aliases: list[str], names: AliasNames) -> dict[str, Any]:
+    found = version.tags or {}
+    return {
+        "version": str(version.version),
+        "aliases": aliases,
+        "state": version_state(version, aliases, names),
+        "created": version.creation_timestamp,
+        "source": version.source,
+        "run_id": version.run_id,
+        "git_commit": found.get(tags.GIT_COMMIT),
+        "github_run_url": found.get(tags.GITHUB_RUN_URL),
+        "datasets": {
+            key.split(".")[2]: value
+            for key, value in found.items()
+            if key.startswith(tags.DATASET_PREFIX) and key.endswith(".sha256")
+        },
+        "archived_at": found.get(tags.ARCHIVED_AT),
+        "champion_since": found.get(tags.CHAMPION_SINCE),
+    }
+
+
+def status(request: StatusRequest) -> StatusResult:
+    from model_lifecycle.core import audit
+
+    names = request.aliases.validated()
+    at_ms = audit.parse_timestamp(request.at) if request.at else None
+    client = registry.connect(request.tracking_uri)
+    model = registry.get_model(client, request.model)
+    aliases = registry.alias_map(model)
+    events = audit.read(client, request.model)
+    stack = audit.champion_stack(events)
+    result = StatusResult(request.model, aliases, aliases.get(names.champion), aliases.get(names.challenger),
+                          aliases.get(names.previous), stack)
+    recorded = stack[-1] if stack else None
+    if recorded != aliases.get(names.champion):
+        result.drift = (
+            f"@{names.champion} is {aliases.get(names.champion) or 'unset'} but the audit record says "
+            f"{recorded or 'none'}: the alias was changed outside the toolkit"
+        )
+    if at_ms is not None:
+        result.at = {"time": audit.now_iso(at_ms), "champion": audit.champion_at(events, at_ms)}
+        if not request.audit:
+            return result
+    versions = registry.list_versions(client, request.model)
+    result.versions = [describe_version(v, registry.aliases_of(model, str(v.version)), names) for v in versions]
+    if request.audit:
+        result.audit = events
+    return result
