@@ -89,3 +89,12 @@ def bound_mlflow_retries() -> None:
     fail within a bounded time instead. Applies the defaults above unless the user set their own."""
     for setting in MLFLOW_BOUNDED:
         os.environ.setdefault(setting.name, setting.default or "")
+
+
+def markdown_table() -> str:
+    """The README's table of settings, generated from this module (a test keeps them equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for setting in ALL:
+        default = f"`{setting.default}`" if setting.default else ""
+        rows.append(f"| `{setting.name}` | {default} | {setting.doc}{' (secret)' if setting.secret else ''} |")
+    return "\n".join(rows)

@@ -9,18 +9,19 @@ and environment set-up. Every call has a timeout and bounded retries; failures b
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from model_lifecycle import settings
 from model_lifecycle.errors import BadInput, ServiceError
 
-DEFAULT_API_URL = "https://api.github.com"
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})  # PATCH: the same edit again
+
 MARKER = "<!-- model-lifecycle:{model} -->"
 
 
 def api_url() -> str:
-    return os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+    return settings.GITHUB_API_URL.get() or "https://api.github.com"
 
 
 def connect(token: str | None = None) -> Any:
@@ -28,10 +29,11 @@ def connect(token: str | None = None) -> Any:
     from github import Auth, Github
     from urllib3.util.retry import Retry
 
-    token = token or os.environ.get("GITHUB_TOKEN")
+    token = token or settings.GITHUB_TOKEN.get()
     if not token:
         raise BadInput("no GitHub token", hint="pass github-token (GITHUB_TOKEN) to the step")
-    retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=None)
+    # Never retry a POST: a 5xx after the write would create a second comment, issue or dispatch.
+    retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=IDEMPOTENT)
     return Github(base_url=api_url(), auth=Auth.Token(token), timeout=15, retry=retry, per_page=100)
 
 

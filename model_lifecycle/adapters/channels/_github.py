@@ -9,12 +9,6 @@ from model_lifecycle.adapters import github as github_api
 from model_lifecycle.adapters.channels import GITHUB_BODY_LIMIT, Message, fit, utf16_units
 from model_lifecycle.errors import BadInput
 
-# Methods whose effect does not change when repeated: retried on 5xx and read errors. A POST that
-# met a 5xx or a lost answer may have been applied, and repeating it would duplicate a comment or
-# an issue, so only its connection errors (nothing was sent) are retried.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
-
-
 def check(message: Message, what: str) -> None:
     """Bad input for a GitHub channel, raised before anything is sent."""
     if not message.repo:
@@ -27,13 +21,8 @@ def check(message: Message, what: str) -> None:
 
 
 def client() -> Any:
-    """A PyGithub client for $GITHUB_API_URL whose bounded retries never repeat a POST."""
-    from github import Auth, Github
-    from urllib3.util.retry import Retry
-
-    retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=IDEMPOTENT)
-    return Github(base_url=github_api.api_url(), auth=Auth.Token(settings.GITHUB_TOKEN.get() or ""), timeout=15,
-                  retry=retry, per_page=100)
+    """The toolkit's GitHub client: bounded retries that never repeat a POST."""
+    return github_api.connect()
 
 
 def body(message: Message) -> tuple[str, bool]:
