@@ -25,6 +25,7 @@ bench: setup
 	$(BIN)/python bench/bench_lifecycle.py
 	$(BIN)/python bench/bench_gate.py
 	$(BIN)/python bench/bench_relay.py
+	$(BIN)/python bench/bench_serve.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

@@ -207,7 +207,7 @@ def plain_process(rig: Rig, uri: str) -> float:
 def toolkit_in_process(client: "MlflowClient", version: str) -> float:
     def promote() -> None:
         result = lifecycle.promote(client, TOOLKIT_MODEL, version, NAMES)
-        assert result["changed"], result
+        assert result.changed, result  # core.lifecycle.promote returns a Change (was a dict)
 
     return timed(promote)
 

@@ -6,7 +6,9 @@ models numbered apart), each retrying a delivery until it is accepted, as MLflow
 answering normally and with 10% errors: accepted deliveries per second, p50/p99 time to answer,
 time until the queue is drained, and deliveries lost or duplicated (both must be 0).
 Baseline for the answer time: the same senders against a bare HTTP server that answers 200 at once
-(no verification, no storage), measured in the same run.
+(no verification, no storage), measured in the same run. Like the relay, it runs in a process of its
+own (``--bare-server PORT``): in the load generator's interpreter it would share the senders' GIL
+and come out slower than the relay.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from fake_github import FakeGitHub  # noqa: E402
 from model_lifecycle.edges.local_server import free_port  # noqa: E402
 from model_lifecycle.adapters.relay_service import sign  # noqa: E402
 
-SECRET = "bench-secret-0123456789abcdef"
+SECRET = "bench-secret-0123456789abcdef-0123456789"  # the relay wants 32 bytes or more
 
 
 def body(model: str, version: int) -> bytes:
@@ -76,6 +77,11 @@ def burst(port: int, senders: int, per_sender: int) -> tuple[list[float], float]
 class _Bare(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def do_GET(self) -> None:  # readiness probe
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.send_response(200)
@@ -85,6 +91,27 @@ class _Bare(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+def wait_until_up(port: int, path: str = "/healthz", deadline_s: float = 30) -> None:
+    import requests
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def serve_bare(port: int) -> None:
+    """The baseline server, run as its own process by ``baseline()``."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Bare)
+    server.daemon_threads = True
+    server.serve_forever()
 
 
 def scenario(error_rate: float, senders: int, per_sender: int, tmp: Path) -> dict:
@@ -97,17 +124,7 @@ def scenario(error_rate: float, senders: int, per_sender: int, tmp: Path) -> dic
                               "--db", str(db), "--github-repo", "acme/bench"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import requests
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until_up(port)
         times, wall = burst(port, senders, per_sender)
         total = senders * per_sender
         drain_start = time.perf_counter()
@@ -125,12 +142,15 @@ def scenario(error_rate: float, senders: int, per_sender: int, tmp: Path) -> dic
 
 
 def baseline(senders: int, per_sender: int) -> dict:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Bare)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--bare-server", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        times, wall = burst(server.server_address[1], senders, per_sender)
+        wait_until_up(port, "/")
+        times, wall = burst(port, senders, per_sender)
     finally:
-        server.shutdown()
+        server.terminate()
+        server.wait(10)
     total = senders * per_sender
     return {"accepted_per_s": total / wall, "p50_ms": statistics.median(times) * 1000,
             "p99_ms": statistics.quantiles(times, n=100)[98] * 1000}
@@ -141,7 +161,11 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--deliveries", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_server:
+        serve_bare(args.bare_server)
+        return
     per_sender = args.deliveries // args.senders
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         bare = baseline(args.senders, per_sender)

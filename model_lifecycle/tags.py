@@ -61,3 +61,10 @@ RUN_HOLDOUT_SHA256 = "lifecycle.holdout.sha256"
 AUDIT_RUN = "lifecycle.audit_run_id"  # registered-model tag: the model's audit run
 AUDIT_MODEL = "lifecycle.audit_model"  # run tag: which model an audit run records
 EXPERIMENT_PURPOSE = "lifecycle.purpose"
+
+# --- the change sequence (core/claims.py) ------------------------------------------------------------
+CHANGE_SEQ = "lifecycle.change_seq"  # registered-model tag: the number of the model's last complete change
+
+# --- version tags: the staging deployment check (written by stage-check, read by promote and cards) --
+STAGING_PASSED = "lifecycle.staging.passed"
+STAGING_SHA256 = "lifecycle.staging.sha256"

@@ -233,7 +233,7 @@ def test_exports_parse_and_cyclonedx_validates_against_the_1_6_schema(tracking_u
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("---\n")
     front = yaml.safe_load(text.split("---\n")[1])
-    assert front["license"].startswith("N/A") and front["library_name"] == "mlflow"
+    assert front["license"] == "other" and front["library_name"] == "mlflow"
     metrics = {m["type"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
     assert 0.9 < metrics["roc_auc"] <= 1
     assert f"# Model card: {model_name} v{version}" in text
@@ -291,3 +291,220 @@ def test_init_writes_a_skeleton_that_builds_but_does_not_pass(tracking_uri, mode
     assert code == 1
     for path in ("card.risk.ai_act_tier", "model_details.summary", "factors[0].name", "card.authors[0].name"):
         assert f"{path}: missing" in result["problems"]
+
+
+# --- findings from outside testing ---------------------------------------------------------------
+
+
+def high_risk(card: dict) -> dict:
+    """The demo card raised to risk tier high, every field that tier adds answered, approved by a non-author."""
+    card["card"]["risk"]["ai_act_tier"] = "high"
+    card["card"]["authors"].append({"name": "Carol Coder", "role": "ML engineer", "contact": "github:ccoder"})
+    card["card"]["approvals"] = [{"name": "Bob Reviewer", "role": "risk officer", "decision": "approved",
+                                  "date": "2026-11-27"}]
+    for path in cards.REQUIRED_HIGH:
+        if path == "card.approvals":
+            continue
+        *parents, leaf = path.split(".")
+        node = card
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = ["Stated for the test."] if leaf == "foreseeable_misuse" else "Stated for the test."
+    return card
+
+
+@pytest.mark.parametrize("approver, author", [
+    pytest.param("Demo Author", "Demo Author", id="same-name"),
+    pytest.param("  demo   author ", "Demo Author", id="name-any-case-and-spacing"),
+    pytest.param("ml-team@example.com", "Demo Author", id="author-contact"),
+    pytest.param("ccoder", "Carol Coder", id="github-login-of-an-author"),
+])
+def test_a_high_risk_promotion_approved_by_an_author_is_refused(client, tracking_uri, model_name, tmp_path, evaluated,
+                                                                approver, author):
+    version, card, _ = evaluated
+    base = ["--tracking-uri", tracking_uri, "--model", model_name, "--version", version]
+    call(transition, [*base, "--to", "staging"])
+    code, built = build(tracking_uri, model_name, version, write_card(tmp_path, high_risk(card)))
+    assert code == 0 and built["complete"], built
+    code, result = call(transition, [*base, "--to", "production", "--expect-champion", "none", "--approver", approver])
+    assert code == 1, result
+    assert f"(card.authors: {author!r}) is an author of this high-risk card" in result["error"]
+    assert aliases(client, model_name) == {"challenger": version}
+    code, result = call(transition, [*base, "--to", "production", "--expect-champion", "none",
+                                     "--approver", "Bob Reviewer"])
+    assert code == 0, result
+    assert aliases(client, model_name) == {"champion": version}
+
+
+def test_the_card_gate_checks_the_resolved_approver_such_as_a_github_reviewer(tracking_uri, model_name, tmp_path,
+                                                                              evaluated):
+    """promote() passes the approver it resolved (from GitHub's approvals too) to the card gate."""
+    from model_lifecycle.adapters import registry
+    from model_lifecycle.api import lifecycle as api
+    from model_lifecycle.errors import Refused
+
+    version, card, _ = evaluated
+    build(tracking_uri, model_name, version, write_card(tmp_path, high_risk(card)))
+    client = registry.connect(tracking_uri)
+    request = api.PromoteRequest(model_name, version, approval=api.Approval("Bob Reviewer"))
+    with pytest.raises(Refused) as info:
+        api._card_gate(client, request, version, {}, "ccoder")  # the GitHub reviewer, not the request's approver
+    assert "the approver 'ccoder' (card.authors: 'Carol Coder') is an author of this high-risk card" in \
+        info.value.message
+    with pytest.raises(Refused) as info:  # every reviewer who approved the environment counts
+        api._card_gate(client, request, version, {}, "bob-the-reviewer, ccoder")
+    assert "the approver 'ccoder' (card.authors: 'Carol Coder') is an author" in info.value.message
+    evidence: dict = {}
+    assert api._card_gate(client, request, version, evidence, "bob-the-reviewer") == {"card_check": "passed"}
+    assert evidence["card"].startswith("sha256:")
+
+
+def test_below_high_risk_an_author_may_approve(client, tracking_uri, model_name, tmp_path, evaluated):
+    version, card, _ = evaluated
+    base = ["--tracking-uri", tracking_uri, "--model", model_name, "--version", version]
+    call(transition, [*base, "--to", "staging"])
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    code, result = call(transition, [*base, "--to", "production", "--expect-champion", "none",
+                                     "--approver", "Demo Author"])
+    assert code == 0, result
+
+
+@pytest.mark.parametrize("value, missing", [
+    pytest.param("N/A:", True, id="N/A-colon-without-reason"),
+    pytest.param("N/A:   ", True, id="N/A-colon-and-spaces"),
+    pytest.param("N/A.", True, id="N/A-period"),
+    pytest.param("n/a -", True, id="n/a-dash"),
+    pytest.param("N/A: TBD", True, id="N/A-with-a-placeholder-as-reason"),
+    pytest.param("TODO: later", True, id="TODO-colon-text"),
+    pytest.param("TBD - waiting", True, id="TBD-dash-text"),
+    pytest.param("tbc after the audit", True, id="tbc-text"),
+    pytest.param("FIXME", True, id="FIXME"),
+    pytest.param("N/A: not distributed outside the company", False, id="N/A-with-a-reason"),
+    pytest.param("N/A - no labels per band", False, id="N/A-dash-reason"),
+    pytest.param("Todos los datos son públicos", False, id="word-starting-with-todo"),
+    pytest.param("NAND-gate inputs only", False, id="word-starting-with-na"),
+    pytest.param("None of the outputs reach people", False, id="sentence-starting-with-none"),
+])
+def test_placeholders_with_trailing_text_or_no_reason_are_missing(value, missing):
+    assert cards.is_missing(value) is missing
+
+
+@pytest.mark.parametrize("placeholder", ["N/A:", "N/A:   ", "TODO: later", "TBD - waiting"])
+def test_build_and_check_agree_that_a_placeholder_with_text_is_missing(client, tracking_uri, model_name, tmp_path,
+                                                                        evaluated, placeholder):
+    version, card, _ = evaluated
+    card["considerations"]["limitations"] = placeholder
+    code, built = build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    assert code == 0 and not built["complete"] and built["missing"] == ["considerations.limitations"], built
+    assert client.get_model_version(model_name, version).tags["lifecycle.card.complete"] == "false"
+    code, checked = check(tracking_uri, model_name, version)
+    assert code == 1 and checked["problems"] == ["considerations.limitations: missing"]
+
+
+def test_an_unquoted_yaml_date_is_named_with_the_fix(tracking_uri, model_name, tmp_path, evaluated):
+    version, _, _ = evaluated
+    text = DEMO_CARD.read_text().replace(
+        "  approvals: []\n", "  approvals:\n    - {name: Bob Reviewer, decision: approved, date: 2026-11-27}\n")
+    path = tmp_path / "model-card.yml"
+    path.write_text(text)
+    code, result = build(tracking_uri, model_name, version, path)
+    assert code == 2, result
+    assert (f"{path}:8: card.approvals[0].date: Input should be a valid string; YAML read 2026-11-27 as a date: "
+            'quote it to keep it as text, e.g. "2026-11-27"') in result["error"]
+    path.write_text(text.replace("date: 2026-11-27", 'date: "2026-11-27"'))
+    assert build(tracking_uri, model_name, version, path)[0] == 0
+
+
+def test_people_render_as_text_not_as_yaml_mappings(tracking_uri, model_name, tmp_path, evaluated):
+    version, card, _ = evaluated
+    card["model_details"]["owners"].append({"name": "Risk office", "role": "oversight"})
+    card["card"]["approvals"] = [{"name": "Bob Reviewer", "role": "lead", "decision": "approved", "date": "2026-11-27"}]
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    text = cards.render_markdown(cards.load_stored(registry_client(tracking_uri), model_name, version))
+    assert ("- **Developed by / owners:** ML platform team (ml-team@example.com); Risk office (oversight)\n"
+            in text), text
+    assert "- Demo Author (ML engineer, ml-team@example.com)\n" in text
+    assert "- Bob Reviewer (lead): approved on 2026-11-27\n" in text
+    assert "name: " not in text and "contact: " not in text
+
+
+def registry_client(tracking_uri):
+    from model_lifecycle.adapters import registry
+
+    return registry.connect(tracking_uri)
+
+
+def test_the_hugging_face_export_is_what_the_hub_accepts(tracking_uri, model_name, tmp_path, evaluated):
+    """Read back with huggingface_hub's own card classes (development set only): a Hub license id or
+    `other` with name and link, Hub task ids, and one model-index result per slice."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_eval_result
+    from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+    version, card, _ = evaluated
+    base = ["export", "--tracking-uri", tracking_uri, "--model", model_name, "--version", version,
+            "--format", "huggingface", "--output", str(tmp_path / "README.md")]
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))  # license "N/A: internal demonstration, ..."
+    assert call(model_card, base)[0] == 0
+    text = (tmp_path / "README.md").read_text()
+    hub = ModelCard(text)
+    data = hub.data
+    assert isinstance(data, ModelCardData)
+    assert data.license == "other" and data.license_name == "internal-demonstration-not-distributed"
+    assert data.license_link == "LICENSE"
+    assert data.pipeline_tag == "tabular-classification" and data.library_name == "mlflow"
+    assert data.model_name == f"{model_name} v{version}"
+    results: list[EvalResult] = data.eval_results
+    assert {r.task_type for r in results} == {"tabular-classification"}
+    assert {r.dataset_split for r in results} == {"test"}
+    by_slice: dict = {}
+    for r in results:
+        by_slice.setdefault(r.dataset_config or "overall", {})[r.metric_type] = r.metric_value
+    assert set(by_slice) == {"overall", "size_band.large", "size_band.medium", "size_band.small"}
+    stored = cards.load_stored(registry_client(tracking_uri), model_name, version)
+    for key, metrics in by_slice.items():
+        expected = stored["facts"]["evaluation"]["slices"][key]["metrics"]
+        assert metrics == {m: round(s["value"], 6) for m, s in expected.items() if s.get("value") is not None}
+    # the model-index is exactly what the Hub's own writer makes of those results, and reads back the same
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["model-index"] == eval_results_to_model_index(data.model_name, results)
+    assert model_index_to_eval_results(front["model-index"])[1] == results
+    overall = next(r for r in results if r.dataset_config is None and r.metric_type == "roc_auc")
+    made = metadata_eval_result(
+        model_pretty_name=data.model_name, task_pretty_name="Tabular Classification", task_id="tabular-classification",
+        metrics_pretty_name="roc_auc (overall)", metrics_id="roc_auc", metrics_value=overall.metric_value,
+        dataset_pretty_name="Hold-out set", dataset_id="holdout", dataset_split="test",
+        dataset_revision=overall.dataset_revision)
+    assert made["model-index"][0]["results"][0]["metrics"][0]["value"] == overall.metric_value
+    assert {k: v for k, v in made["model-index"][0]["results"][0]["dataset"].items()} == \
+        front["model-index"][0]["results"][0]["dataset"]
+    # no YAML mapping leaks into the body
+    assert "- name: " not in text.split("---\n", 2)[2]
+
+    # a Hub license id is kept as the id; a link given in the card is used for an own licence
+    card["model_details"]["license"] = "Apache-2.0"
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    call(model_card, base)
+    data = ModelCard((tmp_path / "README.md").read_text()).data
+    assert data.license == "apache-2.0" and data.get("license_name") is None
+    card["model_details"].update(license="Acme Model Licence 2.1", license_link="https://acme.example/licence")
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    call(model_card, base)
+    data = ModelCard((tmp_path / "README.md").read_text()).data
+    assert (data.license, data.license_name, data.license_link) == (
+        "other", "acme-model-licence-2.1", "https://acme.example/licence")
+
+
+def test_a_failing_card_check_lists_each_problem_once_and_one_error_line(tracking_uri, model_name, tmp_path, evaluated,
+                                                                         capsys):
+    version, card, _ = evaluated
+    card["caveats_and_recommendations"] = "TBD"
+    card["considerations"]["limitations"] = "TODO: later"
+    build(tracking_uri, model_name, version, write_card(tmp_path, card))
+    capsys.readouterr()
+    code = model_card.main(["check", "--tracking-uri", tracking_uri, "--model", model_name, "--version", version])
+    out, err = capsys.readouterr()
+    assert code == 1
+    for problem in ("considerations.limitations: missing", "caveats_and_recommendations: missing"):
+        assert (out + err).count(problem) == 1, out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: the card of {model_name} v{version} is not ready: 2 problems (listed by field path)"]

@@ -17,6 +17,7 @@ from sklearn.tree import DecisionTreeClassifier
 from model_lifecycle.edges.commands import compare_baseline
 from model_lifecycle.edges.commands import evaluate
 from model_lifecycle.edges.commands import register
+from model_lifecycle.edges.commands import transition
 from model_lifecycle.core import verdict as verdicts
 from model_lifecycle.api.train import pip_requirements, trusted_types_for
 
@@ -103,6 +104,18 @@ def test_better_overall_but_worse_for_one_slice_is_rejected(client, tracking_uri
     # nothing staged, and the verdict is attached to the version
     assert "challenger" not in aliases(client, model_name)
     assert client.get_model_version(model_name, v2).tags["lifecycle.verdict.passed"] == "false"
+
+    # the failed verdict keeps v2 out of staging and production unless forced, with a reason, recorded
+    base = ["--tracking-uri", tracking_uri, "--model", model_name, "--version", v2]
+    code, refused = call(transition, [*base, "--to", "staging"])
+    assert code == 1 and "its gate verdict failed" in refused["error"]
+    code, refused = call(transition, [*base, "--to", "production", "--force", "--reason", "x", "--skip-card-check"])
+    assert code == 0  # --force overrides, and says so in the audit record
+    event = audit_events(client, model_name)[-1]
+    assert event["details"]["forced"] and event["details"]["verdict"] == "failed"
+    assert aliases(client, model_name)["champion"] == v2
+    code, refused = call(transition, [*base[:4], "--version", v1, "--to", "staging", "--force"])
+    assert code == 2 and "--force needs --reason" in refused["error"]
 
 
 def test_report_layout_matches_golden_and_values_come_from_the_run(tracking_uri, model_name, tmp_path, sliced_world):
@@ -360,3 +373,114 @@ def test_model_that_fails_to_load_exits_2(client, tracking_uri, model_name, tmp_
     code, result = gate(tracking_uri, model_name, "1", policy, tmp_path, "--stage")
     assert code == 2 and "failed to load" in result["error"]
     assert aliases(client, model_name) == {}
+
+
+# --- findings from outside testing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, estimator", [
+    pytest.param(np.nan, "logistic", id="nan"),
+    pytest.param(np.inf, "tree", id="inf"),
+    pytest.param(-np.inf, "logistic", id="minus-inf"),
+])
+def test_nan_or_infinite_features_are_bad_input_naming_column_and_rows(client, tracking_uri, model_name, tmp_path,
+                                                                       noise_world, value, estimator):
+    from sklearn.linear_model import LogisticRegression
+
+    train, champion, _, holdout = noise_world
+    model = LogisticRegression().fit(train, (train.x1 > 0).astype(int)) if estimator == "logistic" else champion
+    version = log_and_register(tracking_uri, model_name, model, train)
+    frame = holdout.copy()
+    frame.loc[[3, 7, 11], "x2"] = value
+    policy = _policy_for(tmp_path, frame)
+    code, result = gate(tracking_uri, model_name, version, policy, tmp_path, "--stage")
+    assert code == 2, result
+    assert "hold-out feature 'x2' has 3 of 60 rows with NaN or infinite values" in result["error"]
+    assert aliases(client, model_name) == {}
+    code, result = call(evaluate, ["--tracking-uri", tracking_uri, "--model-uri", f"models:/{model_name}/{version}",
+                                   "--policy", str(policy), "--output", str(tmp_path / "eval.json")])
+    assert code == 2 and "hold-out feature 'x2' has 3 of 60 rows" in result["error"]
+
+
+def test_a_model_that_handles_missing_values_is_not_stopped_by_them(tracking_uri, model_name, tmp_path, noise_world):
+    """NaN is bad input only for a model that cannot predict on it (a decision tree routes it)."""
+    train, champion, _, holdout = noise_world
+    version = log_and_register(tracking_uri, model_name, champion, train)
+    frame = holdout.copy()
+    frame.loc[[3, 7, 11], "x2"] = np.nan
+    code, result = gate(tracking_uri, model_name, version, _policy_for(tmp_path, frame), tmp_path)
+    assert code == 0, result
+
+
+def test_labels_in_messages_read_as_plain_values(tracking_uri, model_name, tmp_path, small_setup):
+    version, holdout = small_setup
+    frame = holdout.copy()
+    frame.loc[0, "y"] = 2
+    code, result = gate(tracking_uri, model_name, version, _policy_for(tmp_path, frame), tmp_path)
+    assert code == 2 and "labels the model" in result["error"]
+    assert "never saw: [2]" in result["error"] and "the model knows [0, 1]" in result["error"]
+    assert "np." not in result["error"] and "int64" not in result["error"]
+
+
+def test_a_failing_gate_prints_each_reason_once_and_one_error_line(tracking_uri, model_name, tmp_path, sliced_world,
+                                                                    capsys):
+    X, champion, candidate, holdout = sliced_world
+    holdout.to_csv(tmp_path / "holdout.csv", index=False)
+    v1 = log_and_register(tracking_uri, model_name, champion, X)
+    v2 = log_and_register(tracking_uri, model_name, candidate, X)
+    policy = write_policy(tmp_path, tmp_path / "holdout.csv", "binary", [
+        {"metric": "accuracy", "guardrail": {"max_drop": 0.05, "slices": True}},
+        {"metric": "roc_auc", "floor": 0.999},
+    ], slices={"columns": ["group"], "min_size": 20})
+    argv = ["--tracking-uri", tracking_uri, "--model", model_name, "--candidate", v2, "--baseline", v1,
+            "--policy", str(policy), "--output", str(tmp_path / "verdict.json"), "--report", str(tmp_path / "r.md"),
+            "--no-log"]
+    capsys.readouterr()
+    assert compare_baseline.main(argv) == 1
+    out, err = capsys.readouterr()
+    failures = json.loads((tmp_path / "verdict.json").read_text())["failures"]
+    assert len(failures) == 2
+    for reason in failures:
+        assert (out + err).count(reason) == 1, out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {model_name} v{v2} fails the promotion gate: 2 of 4 checks failed (each reason is in "
+                      f"{tmp_path / 'r.md'} and {tmp_path / 'verdict.json'})"], err
+    # --json: one document whose ok agrees with passed
+    code, result = gate(tracking_uri, model_name, v2, policy, tmp_path, "--baseline", v1, "--no-log")
+    assert code == 1 and result["passed"] is False and result["ok"] is False and result["exit_code"] == 1
+    assert result["failures"] == failures
+
+
+def test_the_report_shows_the_paired_interval_of_the_gain(tracking_uri, model_name, tmp_path, noise_world):
+    train, champion, candidate, holdout = noise_world
+    holdout.to_csv(tmp_path / "holdout.csv", index=False)
+    v1 = log_and_register(tracking_uri, model_name, champion, train)
+    v2 = log_and_register(tracking_uri, model_name, candidate, train)
+    policy = write_policy(tmp_path, tmp_path / "holdout.csv", "binary",
+                          [{"metric": "accuracy", "improvement": {"absolute": 0.001}}], statistics={"mode": "analytic"})
+    gate(tracking_uri, model_name, v2, policy, tmp_path, "--baseline", v1, "--no-log")
+    low, high = json.loads((tmp_path / "verdict.json").read_text())["gates"][0]["interval"]
+    report = (tmp_path / "report.md").read_text()
+    gates = report.split("### Gates")[1]
+    assert "| 95% CI of the gain |" in gates
+    assert f"| gain ≥ 0.001 | [{low:+.4f}, {high:+.4f}] | **FAIL** |" in gates
+    assert "an improvement counts only when the whole interval is above zero" in gates
+
+
+def test_failing_model_checks_print_each_detail_once_and_one_error_line(tracking_uri, model_name, tmp_path,
+                                                                         small_setup, capsys):
+    from model_lifecycle.edges.commands import check_model
+
+    version, holdout = small_setup
+    policy = _policy_for(tmp_path, holdout, checks={"max_model_size_mb": 0.000001})
+    capsys.readouterr()
+    code = check_model.main(["--tracking-uri", tracking_uri, "--model-uri", f"models:/{model_name}/{version}",
+                             "--policy", str(policy), "--no-tests", "--output", str(tmp_path / "checks.json")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    detail = next(c["detail"] for c in json.loads((tmp_path / "checks.json").read_text())["checks"]
+                  if c["name"] == "model size")
+    assert "(budget 1e-06 MB)" in detail and (out + err).count(detail) == 1, out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: models:/{model_name}/{version}: 1 of 3 checks failed (model size; details in "
+                      f"{tmp_path / 'checks.json'})"], err

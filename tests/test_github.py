@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 from conftest import aliases, audit_events, call
 from fake_github import FakeGitHub
@@ -68,6 +72,78 @@ def test_setup_environments_is_idempotent(github):
     assert code == 2 and "reviewer 'mallory' not found" in result["error"]
 
 
+def test_team_reviewers_are_compared_by_type_and_id_without_the_legacy_team_endpoint(github):
+    args = ["--repo", REPO, "--reviewers", "alice,acme/ml-leads", "--environments", "production"]
+    code, first = call(setup_environments, args)
+    assert code == 0, first
+    assert first["environments"][0]["changes"]["reviewers"] == {"from": None, "to": ["acme/ml-leads", "alice"]}
+    put = github.calls("PUT", r"/repos/acme/churn/environments/production")[0]["body"]
+    assert put["reviewers"] == [{"type": "User", "id": 101}, {"type": "Team", "id": 201}]
+    code, second = call(setup_environments, args)  # re-running reads the team back from the environment
+    assert code == 0 and second["environments"][0]["changes"] == {}, second
+    assert not github.calls("GET", r"/teams/\d+.*") and not github.calls("GET", r"/organizations/.*")
+    # a reviewer added by hand shows as org/slug, read from the team's html_url (no organization field)
+    github.protect(REPO, "production", ["alice", "acme/platform"])
+    code, third = call(setup_environments, args)
+    assert third["environments"][0]["changes"]["reviewers"] == {"from": ["acme/platform", "alice"],
+                                                               "to": ["acme/ml-leads", "alice"]}
+    assert not github.calls("GET", r"/teams/\d+.*")
+
+
+def test_more_than_six_reviewers_are_refused_before_any_call(github):
+    names = "alice,bob,carol,dave,erin,frank,grace"
+    code, result = call(setup_environments, ["--repo", REPO, "--reviewers", names])
+    assert code == 2 and "7 reviewers" in result["error"] and "at most 6" in result["error"], result
+    assert github.requests == []
+    code, result = call(setup_environments, ["--repo", REPO, "--reviewers", "alice,Alice,bob"])  # logins ignore case
+    assert code == 0, result
+    assert len(github.calls("PUT", r"/repos/acme/churn/environments/staging")[0]["body"]["reviewers"]) == 2
+
+
+def test_a_wait_timer_set_by_hand_is_kept(github):
+    github.protect(REPO, "production", ["alice"], wait_timer=30)
+    code, result = call(setup_environments, ["--repo", REPO, "--reviewers", "alice,bob",
+                                             "--environments", "production"])
+    assert code == 0, result
+    put = github.calls("PUT", r"/repos/acme/churn/environments/production")[0]["body"]
+    assert put.get("wait_timer", 30) == 30  # sent back as it was, or not sent at all; never 0
+    assert github.environments[REPO]["production"]["wait_timer"] == 30
+    assert "wait_timer" not in result["environments"][0]["changes"]
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Authorization": "token t",
+                                                                       "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_stand_in_answers_as_github_does(github):
+    """Bodies over 65,536 characters, approvals without a time, labels dropped without push access."""
+    github.pull_request(REPO, 7)
+    status, answer = _post(f"{github.url}/repos/{REPO}/issues/7/comments", {"body": "x" * 65_537})
+    assert status == 422 and "Body is too long" in answer["errors"][0]["message"]
+    assert _post(f"{github.url}/repos/{REPO}/issues/7/comments", {"body": "x" * 65_536})[0] == 201
+    github.approve(REPO, "1", "production", "alice", "ok")
+    assert "created_at" not in github.approvals[f"{REPO}#1"][0]
+    github.read_only_tokens.add("t")
+    status, issue = _post(f"{github.url}/repos/{REPO}/issues",
+                          {"title": "t", "body": "b", "labels": ["model-approval"]})
+    assert status == 201 and issue["labels"] == []
+
+
+def test_an_approval_issue_is_found_again_when_its_label_was_dropped(github, tmp_path, monkeypatch):
+    github.read_only_tokens.add("test-token-not-secret")
+    for _ in range(2):
+        code, result = call(notify, ["--model", "churn", "--version", "3", "--event", "staged", "--request-approval"])
+        assert code == 0, result
+    issues = [i for i in github.issues[REPO].values() if "pull_request" not in i]
+    assert len(issues) == 1 and issues[0]["labels"] == [] and len(issues[0]["comments"]) == 1
+
+
 @pytest.fixture()
 def staged(client, tracking_uri, make_versions, model_name, monkeypatch):
     v1, v2 = make_versions(2)
@@ -90,10 +166,20 @@ def test_promote_without_a_recorded_approval_refuses(client, github, staged, mod
     assert github.calls("GET", r"/repos/acme/churn/actions/runs/4242/approvals")
 
 
-def test_promote_records_the_github_approver(client, github, staged, model_name):
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_promote_records_the_github_approver(client, github, staged, model_name, monkeypatch):
+    """The approvals answer has no time: it comes from this run's deployment to the environment, the
+    first status after the wait (queued), never from another run's deployment of the same commit."""
     base, v1 = staged
+    monkeypatch.setenv("GITHUB_SHA", SHA)
     github.protect(REPO, "production", ["alice"])
     github.approve(REPO, "4242", "production", "alice", "numbers look right")
+    github.deployment(REPO, "production", sha=SHA, ref="main", run_id="4242", created_at="2026-11-27T09:00:00Z",
+                      statuses=[("queued", "2026-11-27T10:00:00Z"), ("in_progress", "2026-11-27T10:00:07Z")])
+    github.deployment(REPO, "production", sha=SHA, ref="main", run_id="4343", created_at="2026-11-27T09:30:00Z",
+                      statuses=[("queued", "2026-11-27T11:00:00Z")])  # another run of the same commit, newer
     code, result = call(transition, [*base, "--version", v1, *PROMOTE])
     assert code == 0, result
     assert aliases(client, model_name) == {"champion": v1}
@@ -101,6 +187,22 @@ def test_promote_records_the_github_approver(client, github, staged, model_name)
     assert event["approver"] == "alice"
     assert event["approval"] == {"source": "github-environment", "environment": "production",
                                  "comment": "numbers look right", "time": "2026-11-27T10:00:00Z", "run_id": "4242"}
+    listed = github.calls("GET", r"/repos/acme/churn/deployments")[0]["query"]
+    assert "environment=production" in listed and f"sha={SHA}" in listed
+
+
+def test_an_approval_time_github_does_not_give_is_recorded_as_unknown(client, github, staged, model_name,
+                                                                      monkeypatch):
+    base, v1 = staged
+    monkeypatch.setenv("GITHUB_SHA", SHA)
+    github.protect(REPO, "production", ["alice"])
+    github.approve(REPO, "4242", "production", "bob", "")  # an earlier attempt's approval
+    github.approve(REPO, "4242", "production", "alice", "second look")  # listed first: order is not promised
+    code, result = call(transition, [*base, "--version", v1, *PROMOTE])
+    assert code == 0, result
+    event = audit_events(client, model_name)[-1]
+    assert event["approver"] == "alice, bob" and event["approval"]["comment"] == "second look"
+    assert "time" not in event["approval"]  # no deployment of this run: unknown, not invented
 
 
 def test_unprotected_environment_refuses_unless_explicitly_allowed(client, github, staged, model_name):

@@ -17,6 +17,12 @@ def uri_args(tracking_uri: str, name: str) -> list[str]:
     return ["--tracking-uri", tracking_uri, "--model", name]
 
 
+def open_claims(client, name: str) -> list[str]:
+    """Names of the model's claims that are not complete (a complete claim is a deleted experiment)."""
+    found = client.search_experiments(filter_string=f"name LIKE 'model-lifecycle-claims/{name}/%'")
+    return sorted(e.name for e in found)
+
+
 # Model cards have their own tests (test_cards.py); here production skips the card gate, as recorded.
 SKIP_CARD = ["--skip-card-check"]
 
@@ -164,10 +170,10 @@ def test_crash_after_commit_is_finished_by_rerunning(client, tracking_uri, make_
             *SKIP_CARD, "--reason", "crash test"]
     crashed = run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-commit"})
     assert crashed.returncode == 70
-    # the commit (alias move) happened, the rest did not: the lock still holds the intent
+    # the commit (alias move) happened, the rest did not: the claim still holds the intent
     assert aliases(client, model_name) == {"champion": v2, "challenger": v2}
     assert [e["action"] for e in audit_events(client, model_name)].count("promote") == 1
-    assert client.search_registered_models(f"name = '{model_name}.lifecycle-lock'")
+    assert len(open_claims(client, model_name)) == 1
 
     rerun = run_script("transition", *args)
     assert rerun.returncode == 0, rerun.stderr
@@ -175,6 +181,7 @@ def test_crash_after_commit_is_finished_by_rerunning(client, tracking_uri, make_
     promotions = [e for e in audit_events(client, model_name) if e["action"] == "promote"]
     assert [(e["version"], e.get("previous_version")) for e in promotions] == [(v1, None), (v2, v1)]
     assert client.search_registered_models(f"name = '{model_name}.lifecycle-lock'") == []
+    assert open_claims(client, model_name) == []
 
 
 def test_rollback_after_two_promotions_goes_to_the_recorded_previous(client, tracking_uri, make_versions, model_name):
@@ -296,3 +303,91 @@ def test_long_non_ascii_reason_keeps_the_audit_record_readable(client, tracking_
     assert code == 2 and "too large" in result["error"]
     assert aliases(client, model_name) == before
     assert call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "r"])[0] == 2  # only one champion
+
+
+def test_status_reports_a_half_done_change_not_an_outside_one(client, tracking_uri, make_versions, model_name):
+    v1, v2 = make_versions(2)
+    to(tracking_uri, model_name, v1, "staging")
+    to(tracking_uri, model_name, v1, "production")
+    to(tracking_uri, model_name, v2, "staging")
+    args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1,
+            *SKIP_CARD, "--reason", "crash test"]
+    assert run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-commit"}).returncode == 70
+    code, result = call(status, uri_args(tracking_uri, model_name))
+    assert code == 0
+    assert result["pending"]["action"] == "promote" and result["pending"]["version"] == v2
+    assert result["pending"]["committed"] is True and result["pending"]["holder_gone"] is True
+    assert "half-done" in result["drift"] and "outside the toolkit" not in result["drift"]
+    assert run_script("transition", *args).returncode == 0
+    code, result = call(status, uri_args(tracking_uri, model_name))
+    assert "pending" not in result and "drift" not in result
+
+
+def test_rollback_returns_to_a_champion_set_before_the_toolkit(client, tracking_uri, make_versions, model_name):
+    v1, v2 = make_versions(2)
+    client.set_registered_model_alias(model_name, "champion", v1)  # the team's champion, before the toolkit
+    to(tracking_uri, model_name, v2, "staging")
+    assert to(tracking_uri, model_name, v2, "production", "--expect-champion", v1)[0] == 0
+    code, result = call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "adopted champion was better"])
+    assert code == 0, result
+    assert aliases(client, model_name) == {"champion": v1}
+    event = audit_events(client, model_name)[-1]
+    assert (event["action"], event["version"], event["previous_version"]) == ("rollback", v1, v2)
+    code, result = call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "again"])
+    assert code == 2 and "no previous champion" in result["error"]
+
+
+def test_promoting_the_champion_again_is_a_noop_before_any_gate(client, tracking_uri, make_versions, model_name):
+    """The card gate (``gate=``) runs only when the champion is going to change."""
+    from mlflow import MlflowClient
+
+    from model_lifecycle.core import lifecycle
+    from model_lifecycle.errors import Refused
+
+    v1, v2 = make_versions(2)
+    to(tracking_uri, model_name, v1, "staging")
+    to(tracking_uri, model_name, v1, "production")
+    own = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    calls = []
+
+    def card_gate():
+        calls.append(1)
+        raise Refused("the model card is not ready")
+
+    again = lifecycle.promote(own, model_name, v1, lifecycle.AliasNames(), expect_champion=v1, gate=card_gate)
+    assert again.changed is False and calls == []
+    to(tracking_uri, model_name, v2, "staging")
+    try:
+        lifecycle.promote(own, model_name, v2, lifecycle.AliasNames(), expect_champion=v1, gate=card_gate)
+        raise AssertionError("the gate should have refused")
+    except Refused:
+        pass
+    assert calls == [1] and aliases(client, model_name)["champion"] == v1
+
+
+def test_late_write_of_an_abandoned_change_is_reported_and_repaired(client, tracking_uri, make_versions, model_name):
+    from mlflow import MlflowClient
+
+    from model_lifecycle.core import lifecycle
+
+    v1, v2, v3 = make_versions(3)
+    to(tracking_uri, model_name, v1, "staging")
+    to(tracking_uri, model_name, v1, "production")
+    to(tracking_uri, model_name, v2, "staging")
+    args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1,
+            *SKIP_CARD, "--reason", "dies before its commit"]
+    assert run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-claim"}).returncode == 70
+    assert to(tracking_uri, model_name, v3, "staging")[0] == 0  # takes the dead change over: abandoned
+    abandoned = [e for e in audit_events(client, model_name) if e["action"] == "abandon"]
+    assert len(abandoned) == 1 and abandoned[0]["details"]["commit"]["version"] == v2
+    # the dead promotion's alias write, in flight all along, reaches the server now
+    client.set_registered_model_alias(model_name, "champion", v2)
+    code, result = call(status, uri_args(tracking_uri, model_name))
+    assert "late write of change" in result["drift"] and "outside the toolkit" not in result["drift"]
+    own = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    fixed = lifecycle.repair(own, model_name, lifecycle.AliasNames())
+    assert fixed.changed and aliases(client, model_name) == {"champion": v1, "challenger": v3}
+    assert audit_events(client, model_name)[-1]["action"] == "repair"
+    code, result = call(status, uri_args(tracking_uri, model_name))
+    assert "drift" not in result
+    assert lifecycle.repair(own, model_name, lifecycle.AliasNames()).changed is False

@@ -21,11 +21,10 @@ from model_lifecycle.adapters.registry import WRITER_METHODS, registry_writer_pr
 
 NOWHERE = "http://127.0.0.1:1"
 VERSION = mlflow.__version__
-# The methods the toolkit calls on writer(client) (core/lifecycle.py, core/lock.py).
+# The methods the toolkit calls on writer(client) (core/lifecycle.py, core/claims.py).
 EXPECTED_WRITER_METHODS = {
     "set_registered_model_alias", "delete_registered_model_alias", "set_model_version_tag",
     "delete_model_version_tag", "transition_model_version_stage", "set_registered_model_tag",
-    "delete_registered_model", "create_registered_model",
 }
 
 
@@ -49,11 +48,11 @@ def client() -> MlflowClient:
 
 def test_writer_methods_are_the_ones_the_toolkit_calls():
     assert set(WRITER_METHODS) == EXPECTED_WRITER_METHODS
-    from model_lifecycle.core import lifecycle, lock
+    from model_lifecycle.core import claims, lifecycle
 
     apply_source = inspect.getsource(lifecycle._apply)
     called = set(re.findall(r"\bclient\.(\w+)\(", apply_source))
-    called |= set(re.findall(r"\bwriter\(\w+\)\.(\w+)\(", inspect.getsource(lock)))
+    called |= set(re.findall(r"\bwriter\(\w+\)\.(\w+)\(", inspect.getsource(claims)))
     assert called <= set(WRITER_METHODS), f"writer(client) is called with {sorted(called - set(WRITER_METHODS))}: add to WRITER_METHODS"
 
 

@@ -169,6 +169,39 @@ def test_statistics_mode_without_champion_predictions_decides_on_the_point_estim
     assert row["passed"] and row["interval"] is None
 
 
+@pytest.mark.parametrize("setting, field", [
+    pytest.param("{absolute: 0}", "absolute", id="absolute-zero"),
+    pytest.param("{absolute: 0.0}", "absolute", id="absolute-zero-float"),
+    pytest.param("{relative: 0}", "relative", id="relative-zero"),
+])
+def test_an_improvement_of_zero_is_refused_saying_why_and_what_to_write(setting, field):
+    with pytest.raises(BadInput) as info:
+        policy(f"  - metric: accuracy\n    improvement: {setting}\n")
+    assert info.value.message == (
+        f"test-policy.yml:7: gates[0].improvement.{field}: an improvement of 0 is not a requirement; to allow no "
+        "drop against the champion use guardrail: {max_drop: 0}, to require some gain give a positive value "
+        "(e.g. 0.001), or omit improvement"
+    )
+
+
+@pytest.mark.parametrize("setting, message", [
+    pytest.param("{absolute: -0.01}", "improvement.absolute: must be positive, got -0.01; a tolerated drop is "
+                                      "guardrail: {max_drop: 0.01}", id="negative"),
+    pytest.param("{relative: 1.5}", "improvement.relative: is a fraction of the champion's value, at most 1, got 1.5",
+                 id="relative-above-one"),
+])
+def test_an_improvement_out_of_range_says_why(setting, message):
+    with pytest.raises(BadInput) as info:
+        policy(f"  - {{metric: accuracy, improvement: {setting}}}\n")
+    assert message in info.value.message
+
+
+def test_a_guardrail_of_zero_is_the_way_to_say_not_worse():
+    pol = policy("  - {metric: accuracy, guardrail: {max_drop: 0, slices: false}}\n")
+    [row] = decide(pol, results("accuracy", 0.80), results("accuracy", 0.80))
+    assert row["passed"] and row["rule"] == "drop ≤ 0"
+
+
 # --- guardrail -------------------------------------------------------------------------------------
 
 CHAMPION = results("accuracy", 0.80, A=(0.82, 500), B=(0.70, 300), C=(None, 40), tiny=(0.9, 5, True))

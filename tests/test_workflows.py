@@ -6,6 +6,10 @@ documented in the README and none an edit of the shipped files:
   templates' ``uses:`` of the toolkit resolve to the code under test;
 * ``--local-repository actions/setup-python@<sha>=tests/stubs/setup-python``: act resolves that
   action even when its step is skipped and cannot fetch it offline;
+* ``--local-repository actions/checkout@<sha>=tests/stubs/checkout``: act skips the checkout of the
+  repository under test by itself; the reusable workflow's other checkout, of the toolkit at its own
+  commit (``job.workflow_sha``, which act does not have), becomes a copy of the code under test
+  (``MODEL_LIFECYCLE_TOOLKIT_COPY``); the workflow skips its "which commit" check when ``env.ACT``;
 * ``GITHUB_API_URL`` points at a local stand-in for GitHub's REST API, and ``LIFECYCLE_VENV`` at the
   project's virtual environment so the action's install step finds its packages in place.
 The MLflow server is the real one of the test session.
@@ -14,6 +18,7 @@ The MLflow server is the real one of the test session.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +36,7 @@ ACT = Path(sys.executable).with_name("act")
 TOOLKIT = "ml-platform/model-promotion-toolkit@v1"
 OWNER_REPO = "acme/churn"
 SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"  # as pinned in action.yml
+CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"  # as pinned in the workflows
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +99,12 @@ def write_policy(repo: Path, holdout: str, floor: float, improvement: float | No
 
 def run_act(repo: Path, event: str, workflow: str, tracking_uri: str, github: FakeGitHub, *,
             inputs: dict[str, str] | None = None, payload: dict | None = None, env: dict[str, str] | None = None,
-            toolkit: Path, model: str = "") -> subprocess.CompletedProcess:
+            secrets: dict[str, str] | None = None, toolkit: Path, model: str = "") -> subprocess.CompletedProcess:
     command = [str(ACT), event, "-W", f".github/workflows/{workflow}", "-P", "ubuntu-latest=-self-hosted",
                "--local-repository", f"{TOOLKIT}={toolkit}",
                "--local-repository", f"{SETUP_PYTHON}={REPO / 'tests' / 'stubs' / 'setup-python'}",
+               "--local-repository", f"{CHECKOUT}={REPO / 'tests' / 'stubs' / 'checkout'}",
+               "--env", f"MODEL_LIFECYCLE_TOOLKIT_COPY={toolkit}",
                "--var", f"MLFLOW_TRACKING_URI={tracking_uri}", "--var", f"MODEL_NAME={model}",
                "--env", f"GITHUB_API_URL={github.url}", "--env", f"LIFECYCLE_VENV={REPO / '.venv'}",
                "-s", "GITHUB_TOKEN=test-token"]
@@ -104,6 +112,8 @@ def run_act(repo: Path, event: str, workflow: str, tracking_uri: str, github: Fa
         command += ["--input", f"{key}={text}"]
     for key, text in (env or {}).items():
         command += ["--env", f"{key}={text}"]
+    for key, text in (secrets or {}).items():
+        command += ["-s", f"{key}={text}"]
     if payload is not None:
         event_file = repo.parent / f"event-{uuid.uuid4().hex}.json"
         event_file.write_text(json.dumps(payload))
@@ -159,6 +169,10 @@ def test_registration_then_dispatch_promotes_only_with_a_recorded_approval(
 
     run_id = github.calls("GET", r"/repos/acme/churn/actions/runs/\d+/approvals")[0]["path"].split("/")[-2]
     github.approve(OWNER_REPO, run_id, "production", "alice", "reviewed the report")
+    # what GitHub records when it releases the approved job: the run's deployment and its statuses
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=user_repo, capture_output=True, text=True).stdout.strip()
+    github.deployment(OWNER_REPO, "production", sha=sha, ref="main", run_id=run_id, created_at="2026-11-27T09:00:00Z",
+                      statuses=[("queued", "2026-11-27T10:00:00Z"), ("in_progress", "2026-11-27T10:00:04Z")])
     second = run_act(user_repo, "workflow_dispatch", "on-dispatch.yml", tracking_uri, github,
                      inputs={"model-name": model_name, "version": v2}, toolkit=toolkit_copy)
     assert second.returncode == 0, second.stdout[-4000:]
@@ -166,9 +180,42 @@ def test_registration_then_dispatch_promotes_only_with_a_recorded_approval(
     promote = audit_events(client, model_name)[-1]
     assert promote["action"] == "promote" and promote["approver"] == "alice"
     assert promote["approval"]["comment"] == "reviewed the report"
+    assert promote["approval"]["time"] == "2026-11-27T10:00:00Z"
     assert promote["details"]["expected_champion"] == v1 and promote["evidence"]["card"].startswith("sha256:")
     # the second run's compare job tagged a fresh verdict; the promote job (another job) recorded it
     assert promote["evidence"]["verdict"] == client.get_model_version(model_name, v2).tags["lifecycle.verdict.sha256"]
+
+
+def test_a_promotion_superseded_while_it_waited_is_reported_as_superseded(
+        client, tracking_uri, make_versions, model_name, user_repo, github, toolkit_copy):
+    """Promotions of two versions no longer share a concurrency group (GitHub would cancel the older
+    pending one without a word): both run, the toolkit's lock and compare-and-set decide, and the one
+    that lost says so. Here v3 is promoted by someone else while v2's run reads its approval."""
+    v1, v2 = champion_and_candidate(tracking_uri, make_versions, model_name)
+    (v3,) = make_versions(1)
+    github.protect(OWNER_REPO, "production", ["alice"])
+    base = ["--tracking-uri", tracking_uri, "--model", model_name]
+
+    def meanwhile(method: str, path: str) -> None:
+        found = re.fullmatch(r"/repos/acme/churn/actions/runs/(\d+)/approvals", path)
+        if method == "GET" and found and not github.approvals:
+            assert call(transition, [*base, "--version", v3, "--to", "staging"])[0] == 0
+            assert call(transition, [*base, "--version", v3, "--to", "production", "--expect-champion", v1,
+                                     "--skip-card-check", "--reason", "the other promotion"])[0] == 0
+            github.approve(OWNER_REPO, found.group(1), "production", "alice", "v2 looks fine")
+
+    github.on_request = meanwhile
+    result = run_act(user_repo, "workflow_dispatch", "on-dispatch.yml", tracking_uri, github,
+                     inputs={"model-name": model_name, "version": v2}, toolkit=toolkit_copy,
+                     secrets={"MODEL_NOTIFY_WEBHOOK": f"{github.url}/hooks/team"})
+    assert result.returncode != 0
+    assert "moved since you looked" in result.stdout and "Superseded" in result.stdout, result.stdout[-4000:]
+    assert aliases(client, model_name) == {"champion": v3, "previous-champion": v1}
+    assert not [e for e in audit_events(client, model_name) if e["action"] == "promote" and e["version"] == v2]
+    told = [w["body"]["text"] for w in github.webhooks]
+    assert told[0].startswith(f"### Staged as @challenger: approval requested: {model_name} v{v2}")
+    assert told[-1].startswith(f"### Promotion refused: {model_name} v{v2}")
+    assert "Superseded" in told[-1] and f"@champion is now v{v3}" in told[-1], told[-1]
 
 
 def test_pull_request_reports_in_one_comment_and_never_promotes(
@@ -211,4 +258,4 @@ def test_missing_input_and_unknown_command_are_named(tmp_path):
     unknown = subprocess.run([sys.executable, str(REPO / "scripts" / "action_entry.py")],
                              env={**env, "LIFECYCLE_COMMAND": "deploy"}, capture_output=True, text=True)
     assert unknown.returncode == 2
-    assert "must be one of check, evaluate, compare, card, stage, promote, rollback, archive, notify, status" in unknown.stdout
+    assert "must be one of check, evaluate, compare, card, stage, stage-check, promote, verify-rollout, rollback, archive, notify, status" in unknown.stdout

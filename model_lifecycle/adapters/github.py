@@ -1,14 +1,18 @@
 """Everything the toolkit asks of GitHub, through PyGithub, honouring GITHUB_API_URL (GitHub Enterprise).
 
 Kept in one module so the calls are few and named: the run's environment approvals (the human
-gate), an environment's protection rules, sticky pull-request comments, approval-request issues,
-and environment set-up. Every call has a timeout and bounded retries; failures become exit 3.
+gate) and, from the run's deployment to the environment, when the approved job was released; an
+environment's protection rules, sticky pull-request comments, approval-request issues, and
+environment set-up (raw REST calls where PyGithub would send fields not meant, such as wait_timer: 0,
+or fetch GitHub's legacy /teams/{id} endpoint). Every call has a timeout and bounded retries;
+failures become exit 3.
 (The Slack-compatible webhook is not GitHub's: it is ``adapters/channels/webhook.py``.)
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +65,15 @@ def get_repo(gh: Any, full_name: str) -> Any:
 class Approval:
     user: str
     comment: str
-    time: str
     environments: list[str]
 
 
 def run_approvals(gh: Any, repo: str, run_id: str, environment: str) -> list[Approval]:
-    """Approvals given on this workflow run for ``environment`` (GET .../actions/runs/{id}/approvals)."""
+    """Approvals given on this workflow run for ``environment`` (GET .../actions/runs/{id}/approvals).
+
+    GitHub's answer has no time and no promised order (and no paging): the approvals come back
+    sorted by login, so nothing depends on the order GitHub happened to use. Their time is
+    ``approval_time``'s business."""
     from github import GithubException
     from requests import RequestException
 
@@ -76,13 +83,47 @@ def run_approvals(gh: Any, repo: str, run_id: str, environment: str) -> list[App
         raise _service(exc, f"read the approvals of run {run_id}") from exc
     approvals = []
     for item in data or []:
-        names = [env.get("name") for env in item.get("environments", [])]
+        names = [env.get("name") for env in item.get("environments") or []]
         if item.get("state") == "approved" and environment in names:
-            approvals.append(Approval(
-                user=(item.get("user") or {}).get("login", "unknown"), comment=item.get("comment") or "",
-                time=item.get("created_at") or (item.get("user") or {}).get("updated_at") or "", environments=names,
-            ))
-    return approvals
+            approvals.append(Approval(user=(item.get("user") or {}).get("login") or "unknown",
+                                      comment=item.get("comment") or "", environments=names))
+    return sorted(approvals, key=lambda a: (a.user, a.comment))
+
+
+RELEASED_STATES = ("queued", "in_progress")  # the job left its wait: the reviewers had approved
+
+
+def approval_time(gh: Any, repo: str, run_id: str, environment: str, sha: str | None) -> str | None:
+    """When GitHub released this run's job into ``environment`` after the approval, or None if unknown.
+
+    The approvals answer carries no time. What GitHub does record is the deployment Actions creates
+    for a job that targets an environment, with its statuses: the first ``queued`` or
+    ``in_progress`` status of the deployment that belongs to this run (its statuses link to
+    ``/actions/runs/{run_id}``) is when the approved job was let go. Deployments are filtered to
+    the run's commit (``sha``) and the environment. Anything missing or failing (no
+    ``deployments: read`` permission, no such deployment, GitHub down) gives None: the time is a
+    record, never a reason to refuse an approved promotion."""
+    from github import GithubException
+    from requests import RequestException
+
+    if not sha:
+        return None
+    run_link = re.compile(rf"/actions/runs/{re.escape(str(run_id))}(?:[/?#]|$)")
+    try:
+        _, deployments = gh.requester.requestJsonAndCheck(
+            "GET", f"/repos/{repo}/deployments", parameters={"environment": environment, "sha": sha, "per_page": 100})
+        for deployment in deployments or []:  # newest first
+            _, statuses = gh.requester.requestJsonAndCheck(
+                "GET", f"/repos/{repo}/deployments/{int(deployment['id'])}/statuses", parameters={"per_page": 100})
+            statuses = statuses or []
+            if not any(run_link.search(f"{s.get('log_url') or ''} {s.get('target_url') or ''}") for s in statuses):
+                continue
+            released = sorted(s["created_at"] for s in statuses
+                              if s.get("state") in RELEASED_STATES and s.get("created_at"))
+            return released[0] if released else None
+    except (GithubException, RequestException, KeyError, TypeError, ValueError):
+        return None
+    return None
 
 
 def environment_protected(gh: Any, repo: str, environment: str) -> bool:
@@ -91,12 +132,18 @@ def environment_protected(gh: Any, repo: str, environment: str) -> bool:
     from requests import RequestException
 
     try:
-        env = gh.get_repo(repo).get_environment(environment)
+        _, env = gh.requester.requestJsonAndCheck("GET", f"/repos/{repo}/environments/{_quote(environment)}")
     except (GithubException, RequestException) as exc:
         if getattr(exc, "status", None) == 404:
             return False
         raise _service(exc, f"read environment {environment}") from exc
-    return any(rule.type == "required_reviewers" for rule in (env.protection_rules or []))
+    return any(rule.get("type") == "required_reviewers" for rule in (env or {}).get("protection_rules") or [])
+
+
+def _quote(segment: str) -> str:
+    from urllib.parse import quote
+
+    return quote(segment, safe="")
 
 
 # The login GitHub shows for writes made with an Actions GITHUB_TOKEN. Installation tokens (that one,
@@ -179,65 +226,125 @@ def _login(item: Any) -> str | None:
     return getattr(user, "login", None) if user is not None else None
 
 
+MAX_REVIEWERS = 6  # GitHub's limit on an environment's required reviewers
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    kind: str  # User | Team, as GitHub's API names them
+    id: int
+    name: str  # the login, or org/slug for a team, as setup_environments takes them
+
+
+def resolve_reviewer(gh: Any, name: str) -> Reviewer:
+    """A login (GET /users/{login}) or org/team-slug (GET /orgs/{org}/teams/{slug}) to GitHub's numeric id.
+
+    Only these two endpoints: never PyGithub's Team.organization, which fetches the legacy
+    /teams/{id} endpoint GitHub is closing down."""
+    from github import GithubException
+    from requests import RequestException
+
+    kind, path = ("Team", "/orgs/{}/teams/{}".format(*map(_quote, name.split("/")))) if name.count("/") == 1 \
+        else ("User", f"/users/{_quote(name)}")
+    try:
+        _, data = gh.requester.requestJsonAndCheck("GET", path)
+    except (GithubException, RequestException) as exc:
+        if getattr(exc, "status", None) == 404:
+            raise BadInput(f"reviewer {name!r} not found on GitHub") from exc
+        raise _service(exc, f"look up reviewer {name}") from exc
+    return Reviewer(kind, int(data["id"]), name)
+
+
 def setup_environment(
     gh: Any, repo: str, name: str, reviewers: list[str], *, prevent_self_review: bool, protected_branches: bool
 ) -> dict[str, Any]:
-    """Create or update an environment with required reviewers; returns what changed."""
+    """Create or update an environment with required reviewers; returns what changed.
+
+    Reviewers are compared as GitHub identifies them, by (type, id). The PUT is sent by hand with
+    only the fields meant (PyGithub's create_environment always sends wait_timer: 0 and would reset
+    a timer set by hand); a wait timer already there is sent back as it is."""
     from github import GithubException
     from requests import RequestException
-    from github.EnvironmentDeploymentBranchPolicy import EnvironmentDeploymentBranchPolicyParams
-    from github.EnvironmentProtectionRuleReviewer import ReviewerParams
 
-    target = get_repo(gh, repo)
-    params = []
-    for login in reviewers:
-        try:
-            if login.count("/") == 1:  # org/team-slug
-                org, slug = login.split("/")
-                params.append(ReviewerParams("Team", gh.get_organization(org).get_team_by_slug(slug).id))
-            else:
-                params.append(ReviewerParams("User", gh.get_user(login).id))
-        except (GithubException, RequestException) as exc:
-            if getattr(exc, "status", None) == 404:
-                raise BadInput(f"reviewer {login!r} not found on GitHub") from exc
-            raise _service(exc, f"look up reviewer {login}") from exc
-    before = _environment_state(target, name)
-    policy = EnvironmentDeploymentBranchPolicyParams(protected_branches=True) if protected_branches else None
+    if len(reviewers) > MAX_REVIEWERS:
+        raise BadInput(f"{len(reviewers)} reviewers given; GitHub allows at most {MAX_REVIEWERS} per environment",
+                       hint="name a team (org/team) instead of its members")
+    get_repo(gh, repo)
+    wanted = _unique(resolve_reviewer(gh, login) for login in reviewers)
+    before = _environment_state(gh, repo, name)
+    body: dict[str, Any] = {
+        "reviewers": [{"type": r.kind, "id": r.id} for r in wanted],
+        "prevent_self_review": prevent_self_review,
+        "deployment_branch_policy": {"protected_branches": True, "custom_branch_policies": False}
+        if protected_branches else None,
+    }
+    if before.get("wait_timer"):
+        body["wait_timer"] = before["wait_timer"]
     try:
-        target.create_environment(name, reviewers=params, prevent_self_review=prevent_self_review,
-                                  deployment_branch_policy=policy)
+        gh.requester.requestJsonAndCheck("PUT", f"/repos/{repo}/environments/{_quote(name)}", input=body)
     except (GithubException, RequestException) as exc:
+        if getattr(exc, "status", None) == 422:
+            raise BadInput(f"GitHub refused the settings of environment {name!r}: {_message(exc)}") from exc
         raise _service(exc, f"create or update environment {name}") from exc
-    after = {"reviewers": sorted(reviewers), "prevent_self_review": prevent_self_review,
-             "protected_branches_only": protected_branches}
-    changes = {k: {"from": before.get(k), "to": v} for k, v in after.items() if before.get(k) != v}
-    return {"environment": name, "existed": before.get("exists", False), "changes": changes}
+    changes: dict[str, Any] = {}
+    if not before["exists"] or before["reviewers"] != {(r.kind, r.id) for r in wanted}:
+        names = {(r.kind, r.id): r.name for r in wanted}
+        changes["reviewers"] = {
+            "from": sorted(names.get(key, label) for key, label in before["reviewer_labels"].items())
+            if before["exists"] else None,
+            "to": sorted(r.name for r in wanted)}
+    for key, value in (("prevent_self_review", prevent_self_review), ("protected_branches_only", protected_branches)):
+        if before.get(key) != value:
+            changes[key] = {"from": before.get(key), "to": value}
+    return {"environment": name, "existed": before["exists"], "changes": changes}
 
 
-def _environment_state(repo: Any, name: str) -> dict[str, Any]:
+def _unique(reviewers: Any) -> list[Reviewer]:
+    seen: dict[tuple[str, int], Reviewer] = {}
+    for reviewer in reviewers:
+        seen.setdefault((reviewer.kind, reviewer.id), reviewer)
+    return list(seen.values())
+
+
+def _message(exc: Exception) -> str:
+    data = getattr(exc, "data", None) or {}
+    errors = "; ".join(str(e.get("message", e)) for e in data.get("errors") or [] if isinstance(e, dict))
+    return errors or str(data.get("message") or "validation failed")
+
+
+def _environment_state(gh: Any, repo: str, name: str) -> dict[str, Any]:
+    """The environment as GET /repos/{repo}/environments/{name} answers it, read from the JSON itself
+    (no PyGithub objects that would fetch more: a team reviewer's organization is not in it)."""
     from github import GithubException
     from requests import RequestException
 
     try:
-        env = repo.get_environment(name)
+        _, env = gh.requester.requestJsonAndCheck("GET", f"/repos/{repo}/environments/{_quote(name)}")
     except (GithubException, RequestException) as exc:
         if getattr(exc, "status", None) == 404:
-            return {"exists": False}
+            return {"exists": False, "reviewers": set(), "reviewer_labels": {}}
         raise _service(exc, f"read environment {name}") from exc
-    state: dict[str, Any] = {"exists": True, "reviewers": [], "prevent_self_review": False}
-    for rule in env.protection_rules or []:
-        if rule.type == "required_reviewers":
-            state["prevent_self_review"] = bool(rule.prevent_self_review)
-            state["reviewers"] = sorted(_reviewer_name(r.reviewer) for r in rule.reviewers or [])
-    policy = env.deployment_branch_policy
-    state["protected_branches_only"] = bool(policy and policy.protected_branches)
+    state: dict[str, Any] = {"exists": True, "reviewers": set(), "reviewer_labels": {}, "prevent_self_review": False,
+                             "wait_timer": 0}
+    for rule in env.get("protection_rules") or []:
+        if rule.get("type") == "required_reviewers":
+            state["prevent_self_review"] = bool(rule.get("prevent_self_review"))
+            for item in rule.get("reviewers") or []:
+                reviewer = item.get("reviewer") or {}
+                key = (item.get("type"), reviewer.get("id"))
+                state["reviewers"].add(key)
+                state["reviewer_labels"][key] = _reviewer_label(item.get("type"), reviewer)
+        elif rule.get("type") == "wait_timer":
+            state["wait_timer"] = int(rule.get("wait_timer") or 0)
+    policy = env.get("deployment_branch_policy")
+    state["protected_branches_only"] = bool(policy and policy.get("protected_branches"))
     return state
 
 
-def _reviewer_name(reviewer: Any) -> str:
-    """A user's login, or org/slug for a team, as setup_environments takes them."""
-    login = getattr(reviewer, "login", None)
-    if login:
-        return login
-    organization = getattr(reviewer, "organization", None)
-    return f"{organization.login if organization else ''}/{getattr(reviewer, 'slug', '')}"
+def _reviewer_label(kind: str | None, reviewer: dict[str, Any]) -> str:
+    """A user's login; a team's org/slug, the org read from its html_url (.../orgs/ORG/teams/SLUG)."""
+    if kind == "User":
+        return str(reviewer.get("login") or reviewer.get("id"))
+    found = re.search(r"/orgs/([^/]+)/teams/", reviewer.get("html_url") or "")
+    slug = reviewer.get("slug") or str(reviewer.get("id"))
+    return f"{found.group(1)}/{slug}" if found else slug

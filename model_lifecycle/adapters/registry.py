@@ -26,13 +26,18 @@ _MAX_ALIAS_LENGTH = 255
 
 def connect(tracking_uri: str | None) -> "MlflowClient":
     """A client bound to one tracking server ($MLFLOW_TRACKING_URI when none is given); refuses to
-    fall back to a local ./mlruns by accident."""
-    tracking_uri = tracking_uri or settings.TRACKING_URI.get()
+    fall back to a local ./mlruns by accident, and names a malformed URI as bad input."""
+    tracking_uri = (tracking_uri or settings.TRACKING_URI.get() or "").strip()
     if not tracking_uri:
         raise BadInput(
             "no tracking server given",
             hint="pass --tracking-uri or set MLFLOW_TRACKING_URI",
         )
+    validate_tracking_uri(tracking_uri)
+    try:
+        settings.mlflow_budget_seconds()
+    except ValueError as exc:
+        raise BadInput(str(exc), hint="the default is 30") from None
     import mlflow
     from mlflow import MlflowClient
 
@@ -41,8 +46,66 @@ def connect(tracking_uri: str | None) -> "MlflowClient":
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+# Schemes MLflow 3.17 opens as a tracking and registry store; a database scheme may name its
+# driver (postgresql+psycopg2). Plugins add theirs through entry points (see _plugin_schemes).
+_KNOWN_SCHEMES = frozenset({"http", "https", "file", "sqlite", "postgresql", "mysql", "mssql",
+                            "databricks", "databricks-uc", "uc"})
+_BARE_URIS = frozenset({"databricks", "databricks-uc", "uc"})  # MLflow accepts these without '://'
+_URI_FLAG = "--tracking-uri / MLFLOW_TRACKING_URI"
+
+
+def validate_tracking_uri(uri: str) -> str:
+    """A tracking URI MLflow can open, or BadInput naming --tracking-uri / MLFLOW_TRACKING_URI.
+
+    Refused: no scheme (MLflow would read it as a local folder, e.g. ``localhost:5000``), a scheme
+    MLflow does not know (``htp://``), and for http(s) a missing host or a missing, malformed or
+    out-of-range port (``http://127.0.0.1:``), which MLflow reports as a server failure instead."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. http://127.0.0.1:5000 or https://mlflow.example.com"
+    if uri in _BARE_URIS:
+        return uri
+    if any(c.isspace() for c in uri):
+        raise BadInput(f"{_URI_FLAG} {uri!r} contains whitespace", hint=example)
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in uri and scheme not in ("file", "sqlite"):
+        raise BadInput(
+            f"{_URI_FLAG} {uri!r} has no scheme: MLflow would treat it as a local folder",
+            hint=f"give the server's URL, {example}; for a local store say so: file:///path or sqlite:///path.db",
+        )
+    if scheme.split("+", 1)[0] not in _KNOWN_SCHEMES | _plugin_schemes():
+        raise BadInput(
+            f"{_URI_FLAG} {uri!r} has an unknown scheme {parts.scheme!r}",
+            hint=f"use http or https: {example}",
+        )
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            raise BadInput(f"{_URI_FLAG} {uri!r} names no host", hint=example)
+        try:
+            port = parts.port
+        except ValueError:
+            raise BadInput(f"{_URI_FLAG} {uri!r} has an invalid port (1-65535)", hint=example) from None
+        if parts.netloc.endswith(":"):
+            raise BadInput(f"{_URI_FLAG} {uri!r} has no port after ':'", hint=example)
+        if port == 0:
+            raise BadInput(f"{_URI_FLAG} {uri!r} has an invalid port (1-65535)", hint=example)
+    return uri
+
+
+def _plugin_schemes() -> frozenset[str]:
+    """Schemes that installed MLflow plugins register (read from entry points, nothing imported)."""
+    from importlib.metadata import entry_points
+
+    return frozenset(
+        entry.name.lower()
+        for group in ("mlflow.tracking_store", "mlflow.model_registry_store")
+        for entry in entry_points(group=group)
+    )
+
+
 # The MlflowClient methods the toolkit calls on ``writer(client)``, each with the parameters it
-# passes, in order (core/lifecycle.py and core/lock.py). Shared with tests/test_mlflow_contract.py,
+# passes, in order (core/lifecycle.py and core/claims.py). Shared with tests/test_mlflow_contract.py,
 # which fails naming the installed MLflow when the private registry client stops matching.
 WRITER_METHODS: dict[str, tuple[str, ...]] = {
     "set_registered_model_alias": ("name", "alias", "version"),
@@ -51,8 +114,6 @@ WRITER_METHODS: dict[str, tuple[str, ...]] = {
     "delete_model_version_tag": ("name", "version", "key"),
     "transition_model_version_stage": ("name", "version", "stage", "archive_existing_versions"),
     "set_registered_model_tag": ("name", "key", "value"),
-    "delete_registered_model": ("name",),
-    "create_registered_model": ("name", "tags", "description"),
 }
 
 
@@ -135,10 +196,20 @@ def translate_mlflow_error(exc: BaseException) -> ToolkitError | None:
     if not isinstance(exc, MlflowException):
         return None
     text = str(exc)
+    answered = _non_json_answer(text)
+    if answered is not None:
+        return answered
     if text.startswith("API request to") or "Max retries exceeded" in text:
+        if "timed out" in text or "timeout" in text.lower():
+            return ServiceError(
+                f"tracking server did not answer: {_attempts_text()} timed out: {_short(exc)}",
+                hint=f"check the server; if it is healthy but slow, raise LIFECYCLE_MLFLOW_BUDGET_SECONDS "
+                f"(now {_budget_text()})",
+            )
         return ServiceError(
             f"tracking server failed after bounded retries: {_short(exc)}",
-            hint="check the server, or raise MLFLOW_HTTP_REQUEST_MAX_RETRIES / MLFLOW_HTTP_REQUEST_TIMEOUT",
+            hint=f"check that the server runs at {_URI_FLAG}; LIFECYCLE_MLFLOW_BUDGET_SECONDS "
+            f"({_budget_text()}) bounds how long a step waits for it",
         )
     status = exc.get_http_status_code()
     if isinstance(exc, RestException) and status >= 500:
@@ -149,6 +220,58 @@ def translate_mlflow_error(exc: BaseException) -> ToolkitError | None:
             hint="check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD",
         )
     return BadInput(_short(exc))
+
+
+_NON_JSON = re.compile(
+    r"^API request to endpoint (?:(?P<endpoint>\S+) failed with error code (?P<status>\d+) != \d+|"
+    r"was successful but the response body was not in a valid JSON format)\. Response body: '(?P<body>.*)'$",
+    re.DOTALL,
+)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _non_json_answer(text: str) -> ToolkitError | None:
+    """An answer that is not MLflow's JSON, named by what it is: an HTML page means a login page or
+    a proxy answered instead of MLflow, which no retry fixes. None for any other error."""
+    match = _NON_JSON.match(text)
+    if not match:
+        return None
+    status, body = int(match["status"] or 200), match["body"].strip()
+    if body.startswith("<"):
+        title = _TITLE.search(body)
+        what = "an HTML page" + (f" ({' '.join(title.group(1).split())[:80]!r})" if title else "")
+        what += " (a login page or a proxy in front of MLflow?)"
+    else:
+        what = f"{' '.join(body.split())[:80]!r}" if body else "an empty body"
+    where = f"the tracking server answered {status} with {what} instead of MLflow's JSON API"
+    if status in (401, 403):
+        return ServiceError(
+            f"{where}: the credentials were refused",
+            hint="give the credentials it expects (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD)",
+        )
+    if status >= 500 or status == 429:
+        return ServiceError(f"{where}, also after bounded retries", hint="check the server and any proxy in front of it")
+    return ServiceError(
+        f"{where}; retrying does not fix that",
+        hint=f"point {_URI_FLAG} at the MLflow server itself (with its base path, if any), or give the "
+        "credentials its proxy expects (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD)",
+    )
+
+
+def _attempts_text() -> str:
+    """The client's attempts as MLflow ran them, e.g. "2 attempts of 15 s"."""
+    try:
+        attempts = int(settings.HTTP_MAX_RETRIES.get() or 0) + 1
+        return f"{attempts} attempt{'s' if attempts > 1 else ''} of {int(settings.HTTP_TIMEOUT.get() or 0)} s"
+    except ValueError:
+        return "every attempt"
+
+
+def _budget_text() -> str:
+    try:
+        return f"{settings.mlflow_budget_seconds():g} s"
+    except ValueError:
+        return f"{settings.DEFAULT_MLFLOW_BUDGET_SECONDS} s"
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
@@ -162,7 +285,10 @@ def _error_code(exc: BaseException) -> str:
 
 
 def is_not_found(exc: BaseException) -> bool:
-    return "RESOURCE_DOES_NOT_EXIST" in _error_code(exc) or "NOT_FOUND" in _error_code(exc)
+    """Not found; MLflow reports a missing alias as INVALID_PARAMETER_VALUE "... alias X not found"."""
+    code = _error_code(exc)
+    return ("RESOURCE_DOES_NOT_EXIST" in code or "NOT_FOUND" in code
+            or ("INVALID_PARAMETER_VALUE" in code and "alias" in str(exc) and "not found" in str(exc)))
 
 
 def is_already_exists(exc: BaseException) -> bool:
@@ -183,12 +309,38 @@ def mlflow_errors(not_found: str | None = None) -> Iterator[None]:
         raise (mapped or ServiceError(_short(exc))) from exc
 
 
-def parse_version(text: str | int, flag: str = "--version") -> str:
-    """Model versions are positive integers; anything else is named as bad input."""
+# MLflow stores a version number as a 32-bit int: a larger one makes the server answer 500.
+MAX_VERSION = 2**31 - 1
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() accepts '²', which int() refuses
+
+
+def version_problem(text: str | int) -> str | None:
+    """What is wrong with ``text`` as a model version ("must be ..., got ..."), or None."""
     value = str(text).strip()
-    if not value.isdigit() or int(value) < 1:
-        raise BadInput(f"{flag} must be a positive version number, got {value!r}")
-    return str(int(value))
+    shown = repr(value if len(value) <= 40 else value[:37] + "...")
+    if not _DIGITS.fullmatch(value) or not value.strip("0"):
+        return f"must be a positive version number, got {shown}"
+    if len(value.lstrip("0")) > len(str(MAX_VERSION)) or int(value) > MAX_VERSION:
+        return f"must be a version number from 1 to {MAX_VERSION}, got {shown}"
+    return None
+
+
+def parse_version(text: str | int, flag: str = "--version") -> str:
+    """Model versions are positive integers MLflow can store; anything else is named as bad input."""
+    problem = version_problem(text)
+    if problem:
+        raise BadInput(f"{flag} {problem}")
+    return str(int(str(text).strip()))
+
+
+def version_arg(text: str) -> str:
+    """argparse ``type=`` of a version flag: a usage error (exit 2) that argparse prefixes with the flag."""
+    problem = version_problem(text)
+    if problem:
+        import argparse
+
+        raise argparse.ArgumentTypeError(problem)
+    return str(int(text.strip()))
 
 
 def validate_alias(alias: str, role: str) -> str:
@@ -270,18 +422,42 @@ def list_versions(client: "MlflowClient", name: str, page_size: int = 1000) -> l
     with mlflow_errors():
         while True:
             page = client.search_model_versions(
-                filter_string=f"name = '{_quote(name)}'",
+                filter_string=name_filter(name),
                 max_results=page_size,
                 order_by=["version_number DESC"],
                 page_token=token,
             )
-            versions.extend(page)
+            versions.extend(v for v in page if v.name == name)  # a LIKE filter may match others
             token = page.token
             if not token:
                 break
     return versions
 
 
-def _quote(value: str) -> str:
-    """Escape a value for an MLflow search filter string literal."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+def quote_filter_value(value: str) -> str | None:
+    """``value`` as a string literal of MLflow's search-filter grammar, or None if it cannot be one.
+
+    MLflow (``mlflow/utils/search_utils.py``) lets sqlparse find the literal and then only cuts off
+    its two quotes: there are no escape sequences. ``\\'`` and ``''`` reach the database as they
+    are, and a backslash is an ordinary character. So a value without ``'`` goes in single quotes, a
+    value with ``'`` but no ``"`` in double quotes, and a value with both quote characters has no
+    literal at all (checked against a real server in tests/test_relay.py)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return None
+
+
+def name_filter(name: str) -> str:
+    """A ``search_model_versions`` filter that finds the versions of model ``name``.
+
+    The one place that quotes a name for MLflow. A name holding both quote characters cannot be
+    written as a literal; it becomes ``name LIKE '...'`` with ``_`` (any one character) in place of
+    each ``'`` and backslash (LIKE's escape character on PostgreSQL and MySQL), which may match
+    other models too: callers keep only versions whose ``name`` is ``name``."""
+    quoted = quote_filter_value(name)
+    if quoted is not None:
+        return f"name = {quoted}"
+    pattern = "".join("_" if char in "'\\" else char for char in name)
+    return f"name LIKE '{pattern}'"

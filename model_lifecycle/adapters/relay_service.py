@@ -3,9 +3,18 @@
 MLflow drops a webhook after three retries, keeps no delivery log, and loses queued events on a
 restart. The relay therefore:
 * verifies each delivery (HMAC-SHA256 signature, constant-time; timestamp tolerance; replayed
-  delivery ids; body size; content type) and stores it in sqlite *before* answering 200;
-* forwards stored events from one worker thread, oldest first and one at a time per model (so
-  order per model holds), retrying with backoff that honours GitHub's rate-limit headers;
+  delivery ids; a well-formed Content-Length within the size limit, refused before reading; content
+  type; the envelope's shape) and stores it in sqlite *before* answering 200;
+* guards its intake: every connection has a few seconds to send its request, and beyond a
+  connection limit the longest-waiting idle connection is closed, so idle sockets cannot starve
+  deliveries;
+* forwards stored events from one dispatcher thread, oldest first and one at a time per model (so
+  order per model holds), retrying with backoff that honours GitHub's rate-limit headers. The
+  look-up of ``run_id``/``source`` in MLflow (MLflow sends ``run_id`` null for ``models:/m-...``
+  registrations) runs beside the dispatcher with a deadline: a slow or hung MLflow holds only the
+  model whose event waits for it. An event that cannot be delivered (the version is gone, GitHub
+  refuses the token, attempts used up) is marked failed, counted and logged, and its model moves
+  on; ``relay.py failed`` lists such events and ``relay.py requeue`` queues them again;
 * reconciles: periodically lists the registry's versions created since the relay first started and
   queues any that no delivery brought (MLflow dropped it, or the relay was down).
 Delivery to GitHub is at least once: a crash between GitHub's answer and the relay's commit can
@@ -19,14 +28,21 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
+import re
+import socket
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
+
+from model_lifecycle.adapters import registry
 
 log = logging.getLogger("relay")
 
@@ -54,6 +70,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_due ON events (status, model, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_LENGTH = re.compile(r"[0-9]{1,18}")
+_FD_RESERVE = 64  # file descriptors kept free for sqlite, MLflow and GitHub connections
 
 
 @dataclass
@@ -68,20 +86,52 @@ class Settings:
     reconcile_seconds: float = 60.0
     models: list[str] = field(default_factory=list)  # empty: every registered model
     max_backoff_seconds: float = 60.0
+    max_attempts: int = 30  # then the event is failed (requeue it with `relay.py requeue`)
+    lookup_timeout_seconds: float = 10.0  # the run_id/source look-up in MLflow, per attempt
+    lookup_threads: int = 4
+    request_timeout_seconds: float = 5.0  # for a client to send its request (head, then body)
+    max_connections: int = 256  # open client connections; capped below the file-descriptor limit
+    github_timeout_seconds: float = 15.0
+
+
+# --- storage --------------------------------------------------------------------------------------
+@contextmanager
+def _private_files() -> Iterator[None]:
+    """Files created inside (the database and sqlite's -wal and -shm) are readable by the owner only.
+    The umask is process-wide: the relay opens its store before starting any thread."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 class Store:
-    """sqlite in WAL mode; every write commits before the caller answers anyone."""
+    """sqlite in WAL mode; every write commits before the caller answers anyone. Files are 0600."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = str(path)
+        if not create and not os.path.isfile(self.path):
+            raise FileNotFoundError(self.path)
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        with _private_files():
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            with self.lock:
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('started_at', ?)", (str(time.time()),))
+        # an existing database keeps its mode otherwise; sqlite gives -wal and -shm the database's mode
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.chmod(self.path + suffix, 0o600)
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
         with self.lock:
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('started_at', ?)", (str(time.time()),))
+            self.db.close()
 
     def started_at(self) -> float:
         return float(self.db.execute("SELECT value FROM meta WHERE key='started_at'").fetchone()[0])
@@ -101,14 +151,17 @@ class Store:
             except sqlite3.IntegrityError:
                 return "duplicate"
 
-    def next_due(self) -> sqlite3.Row | None:
-        """The oldest queued event of a model whose head-of-line event is due: order per model holds."""
+    def next_due(self, exclude: Iterable[str] = ()) -> sqlite3.Row | None:
+        """The oldest queued event of a model whose head-of-line event is due, leaving out the models
+        in ``exclude`` (their head event is being looked up): order per model holds."""
+        skip = sorted(set(exclude))
         with self.lock:
-            self.db.row_factory = sqlite3.Row
             return self.db.execute(
                 "SELECT e.* FROM events e JOIN (SELECT model, MIN(seq) AS seq FROM events WHERE status='queued' "
-                "GROUP BY model) h ON e.seq = h.seq WHERE e.next_attempt_at <= ? ORDER BY e.next_attempt_at, e.seq LIMIT 1",
-                (time.time(),),
+                f"GROUP BY model) h ON e.seq = h.seq WHERE e.next_attempt_at <= ? "
+                f"{'AND e.model NOT IN (' + ','.join('?' * len(skip)) + ')' if skip else ''} "
+                "ORDER BY e.next_attempt_at, e.seq LIMIT 1",
+                (time.time(), *skip),
             ).fetchone()
 
     def mark(self, seq: int, status: str, error: str | None = None, retry_at: float | None = None) -> None:
@@ -120,9 +173,51 @@ class Store:
                 self.db.execute("UPDATE events SET status=?, attempts=attempts+1, forwarded_at=?, last_error=? WHERE seq=?",
                                 (status, time.time(), error, seq))
 
+    def update_payload(self, seq: int, payload: dict[str, Any]) -> None:
+        with self.lock:
+            self.db.execute("UPDATE events SET payload=? WHERE seq=?", (json.dumps(payload, sort_keys=True), seq))
+
+    def failed(self) -> list[dict[str, Any]]:
+        """Failed events, oldest first: id, model, event type, version, attempts, error, times."""
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM events WHERE status='failed' ORDER BY seq").fetchall()
+        events = []
+        for row in rows:
+            payload = json.loads(row["payload"])
+            events.append({"id": row["seq"], "model": row["model"], "event_type": row["event_type"],
+                           "version": payload.get("version"), "alias": payload.get("alias"), "source": row["source"],
+                           "attempts": row["attempts"], "error": row["last_error"],
+                           "received_at": row["received_at"], "failed_at": row["forwarded_at"]})
+        return events
+
+    def requeue(self, ids: list[int] | None) -> list[int]:
+        """Queue failed events again (all of them when ``ids`` is None) with fresh attempts.
+        ValueError naming the ids that are not failed events; then nothing changes."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if ids is None:
+                    chosen = [r[0] for r in self.db.execute("SELECT seq FROM events WHERE status='failed' ORDER BY seq")]
+                else:
+                    wanted = sorted(set(ids))
+                    found = {r[0]: r[1] for r in self.db.execute(
+                        f"SELECT seq, status FROM events WHERE seq IN ({','.join('?' * len(wanted))})", wanted)}
+                    wrong = [f"{i} ({found[i]})" if i in found else f"{i} (no such event)"
+                             for i in wanted if found.get(i) != "failed"]
+                    if wrong:
+                        raise ValueError(", ".join(wrong))
+                    chosen = wanted
+                self.db.executemany("UPDATE events SET status='queued', attempts=0, next_attempt_at=0, forwarded_at=NULL "
+                                    "WHERE seq=?", [(i,) for i in chosen])
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return chosen
+
     def counts(self) -> dict[str, int]:
         with self.lock:
-            return dict(self.db.execute("SELECT status, COUNT(*) FROM events GROUP BY status").fetchall())
+            return {row[0]: row[1] for row in self.db.execute("SELECT status, COUNT(*) FROM events GROUP BY status")}
 
     def known_keys(self) -> set[str]:
         with self.lock:
@@ -149,6 +244,7 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+# --- verification -------------------------------------------------------------------------------
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
     """MLflow's scheme: v1,<base64 HMAC-SHA256 over "{delivery_id}.{timestamp}.{raw_body}">."""
     digest = hmac.new(secret.encode(), f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
@@ -172,31 +268,157 @@ def verify(settings: Settings, headers: Any, body: bytes) -> tuple[int, str] | N
     return None
 
 
-def parse_event(envelope: dict[str, Any]) -> tuple[str, str, dict[str, Any], str] | None:
-    """(model, event_type, client_payload, dedupe_key) for the events the relay forwards."""
-    kind = EVENT_TYPES.get((envelope.get("entity"), envelope.get("action")))
-    data = envelope.get("data") or {}
-    if kind is None or not data.get("name"):
+class BadPayload(ValueError):
+    """A signed body that is not an MLflow webhook envelope the relay can forward."""
+
+
+def _text(data: dict[str, Any], key: str, required: bool = False) -> str | None:
+    """A string field of the envelope's data (storable as UTF-8), or None when absent and optional."""
+    value = data.get(key)
+    if value is None and not required:
         return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise BadPayload(f"data.{key} must be a {'non-empty ' if required else ''}string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadPayload(f"data.{key} is not valid Unicode") from None
+    return value
+
+
+def _version(data: dict[str, Any], required: bool) -> str:
+    value = data.get("version")
+    if value is None and not required:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).isdigit() or int(value) < 1:
+        raise BadPayload("data.version must be a positive version number")
+    return str(int(value))
+
+
+def parse_event(envelope: Any) -> tuple[str, str, dict[str, Any], str | None] | None:
+    """(model, event_type, client_payload, dedupe_key) for the events the relay forwards; None for
+    other events; BadPayload for a body that is not an MLflow webhook envelope."""
+    if not isinstance(envelope, dict):
+        raise BadPayload("the body must be a JSON object")
+    entity, action = envelope.get("entity"), envelope.get("action")
+    if not isinstance(entity, str) or not isinstance(action, str):
+        raise BadPayload("entity and action must be strings")
+    kind = EVENT_TYPES.get((entity, action))
+    if kind is None:
+        return None
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise BadPayload("data must be a JSON object")
+    name = _text(data, "name", required=True)
     if kind == "model-registered":
-        payload = {"name": data["name"], "version": str(data.get("version")), "source": data.get("source"),
-                   "run_id": data.get("run_id")}
-        return data["name"], kind, payload, f"registered:{data['name']}:{payload['version']}"
-    payload = {"name": data["name"], "alias": data.get("alias"), "version": str(data.get("version") or ""),
-               "action": envelope.get("action")}
-    return data["name"], kind, payload, None  # alias events: every delivery counts
+        payload = {"name": name, "version": _version(data, required=True), "source": _text(data, "source"),
+                   "run_id": _text(data, "run_id")}
+        return name, kind, payload, f"registered:{name}:{payload['version']}"
+    payload = {"name": name, "alias": _text(data, "alias", required=True), "version": _version(data, required=False),
+               "action": action}
+    return name, kind, payload, None  # alias events: every delivery counts
 
 
+# --- HTTP intake ----------------------------------------------------------------------------------
+def _max_connections(wanted: int) -> int:
+    """``wanted``, but below the process's file-descriptor limit: a relay that runs out of
+    descriptors cannot accept anyone, and cannot open its database or GitHub connections."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(8, min(wanted, soft - _FD_RESERVE))
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a thread blocked reading it sees the end of the stream
+    except OSError:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, with at most ``max_connections`` of them. A connection is *waiting*
+    until it has sent a request's head; one waiting longer than the request timeout is closed, and
+    when the limit is reached a new connection closes the longest-waiting one (or is refused when
+    none waits), so idle connections cannot starve deliveries."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type, relay: "Relay") -> None:
+        self.relay = relay
+        self.max_connections = _max_connections(relay.settings.max_connections)
+        self.connections_lock = threading.Lock()
+        self.open_connections = 0
+        self.waiting: dict[socket.socket, float] = {}
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            if self.open_connections >= self.max_connections:
+                victim = min(self.waiting, key=self.waiting.__getitem__, default=None)
+                if victim is None:
+                    self.relay.metrics.inc('rejected{reason="too_many_connections"}')
+                    self.shutdown_request(request)
+                    return
+                del self.waiting[victim]
+                _shut(victim)
+                self.relay.metrics.inc("idle_connections_closed_total")
+            self.open_connections += 1
+            self.waiting[request] = time.monotonic()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections -= 1
+            self.waiting.pop(request, None)
+
+    def service_actions(self) -> None:
+        """Called by serve_forever twice a second: close connections that sent no request in time."""
+        oldest = time.monotonic() - self.relay.settings.request_timeout_seconds
+        with self.connections_lock:
+            stale = [sock for sock, since in self.waiting.items() if since < oldest]
+            for sock in stale:
+                del self.waiting[sock]
+        for sock in stale:
+            _shut(sock)
+            self.relay.metrics.inc("idle_connections_closed_total")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("request from %s failed", client_address[0] if client_address else "?")
+
+
+# --- the relay --------------------------------------------------------------------------------------
 class Relay:
-    """HTTP intake, forwarding worker and reconciler around one Store."""
+    """HTTP intake, forwarding dispatcher (with MLflow look-ups beside it) and reconciler around one Store."""
 
     def __init__(self, settings: Settings, store: Store, host: str = "127.0.0.1", port: int = 8787) -> None:
         self.settings, self.store, self.metrics = settings, store, Metrics()
         self.stop_event = threading.Event()
         self.wake = threading.Event()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), self._handler(), self)
         self._client = None
+        self._client_lock = threading.Lock()
+        self.lookup_pool = ThreadPoolExecutor(max(1, settings.lookup_threads), thread_name_prefix="relay-lookup")
+        # model -> (row, payload, future, deadline): head events whose MLflow look-up is under way
+        self.lookups: dict[str, tuple[sqlite3.Row, dict[str, Any], Future, float]] = {}
+        self.looked_up: set[int] = set()  # events whose payload already holds the look-up's answer
 
     # --- intake -------------------------------------------------------------------------------
     def accept(self, headers: Any, body: bytes) -> tuple[int, str]:
@@ -206,10 +428,14 @@ class Relay:
         if failure:
             return failure
         try:
-            envelope = json.loads(body)
-        except json.JSONDecodeError:
+            envelope = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return 400, "bad_json"
-        parsed = parse_event(envelope)
+        try:
+            parsed = parse_event(envelope)
+        except BadPayload as exc:
+            log.warning("signed delivery %s refused: %s", headers.get("X-MLflow-Delivery-Id"), exc)
+            return 400, "bad_payload"
         if parsed is None:
             return 202, "ignored_event"
         model, kind, payload, dedupe = parsed
@@ -222,17 +448,39 @@ class Relay:
 
     def _handler(self):
         relay = self
+        server_lock = lambda: relay.server.connections_lock  # noqa: E731 - the server exists once serving
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = relay.settings.request_timeout_seconds  # per read and write on the socket
+
+            def handle_one_request(self) -> None:
+                with server_lock():  # waiting for a request head (again, on a kept-alive connection)
+                    relay.server.waiting.setdefault(self.connection, time.monotonic())
+                super().handle_one_request()
+
+            def parse_request(self) -> bool:  # reads the request's head
+                try:
+                    return super().parse_request()
+                finally:
+                    with server_lock():
+                        relay.server.waiting.pop(self.connection, None)
 
             def _send(self, status: int, text: str, content_type: str = "application/json") -> None:
                 data = text.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _refuse(self, status: int, reason: str, message: str) -> None:
+                """Answer without reading the body, and close: the connection's state is unknown."""
+                relay.metrics.inc(f'rejected{{reason="{reason}"}}')
+                self.close_connection = True
+                self._send(status, json.dumps({"error": message, "status": reason}))
 
             def do_GET(self) -> None:
                 if self.path == "/healthz":
@@ -243,22 +491,56 @@ class Relay:
                     self._send(404, '{"error": "not found"}')
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > relay.settings.max_body_bytes:
-                    relay.metrics.inc('rejected{reason="too_large"}')
-                    self.close_connection = True
-                    self._send(413, '{"error": "body too large"}')
-                    return
-                body = self.rfile.read(length)
                 if self.path != "/webhook":
+                    self.close_connection = True
                     self._send(404, '{"error": "not found"}')
                     return
-                status, reason = relay.accept(self.headers, body)
+                lengths = [value.strip() for value in self.headers.get_all("Content-Length") or []]
+                if self.headers.get("Transfer-Encoding") or not lengths:
+                    self._refuse(411, "length_required", "send the body with a Content-Length")
+                    return
+                if len(set(lengths)) != 1 or not _LENGTH.fullmatch(lengths[0]):
+                    self._refuse(400, "bad_length", "Content-Length must be one non-negative whole number")
+                    return
+                length = int(lengths[0])
+                if length > relay.settings.max_body_bytes:
+                    self._refuse(413, "too_large", "body too large")
+                    return
+                try:
+                    body = self._read_body(length)
+                except TimeoutError:
+                    self._refuse(408, "timeout", "the request body did not arrive in time")
+                    return
+                if body is None:  # the client went away mid-body
+                    self.close_connection = True
+                    return
+                try:
+                    status, reason = relay.accept(self.headers, body)
+                except Exception:  # noqa: BLE001 - e.g. the disk is full: MLflow retries a 500
+                    log.exception("storing a delivery failed")
+                    status, reason = 500, "internal_error"
                 if status >= 400:
                     relay.metrics.inc(f'rejected{{reason="{reason}"}}')
                 else:
                     relay.metrics.inc(f'accepted{{outcome="{reason}"}}')
                 self._send(status, json.dumps({"status": reason}))
+
+            def _read_body(self, length: int) -> bytes | None:
+                """The body, within the request timeout as a whole (not per read: no trickling)."""
+                deadline = time.monotonic() + relay.settings.request_timeout_seconds
+                chunks, remaining = [], length
+                while remaining:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("request body")
+                    self.connection.settimeout(left)
+                    chunk = self.rfile.read1(min(remaining, 1 << 16))
+                    if not chunk:
+                        return None
+                    chunks.append(chunk)
+                    remaining -= len(chunk)
+                self.connection.settimeout(relay.settings.request_timeout_seconds)
+                return b"".join(chunks)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -267,62 +549,128 @@ class Relay:
 
     # --- forwarding ---------------------------------------------------------------------------
     def client(self):
-        if self._client is None and self.settings.tracking_uri:
-            from mlflow import MlflowClient
+        with self._client_lock:
+            if self._client is None and self.settings.tracking_uri:
+                from mlflow import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
-        return self._client
+                self._client = MlflowClient(tracking_uri=self.settings.tracking_uri,
+                                            registry_uri=self.settings.tracking_uri)
+            return self._client
 
-    def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The webhook's run_id is null for models:/m-... registrations: look the version up."""
-        if payload.get("version") and (not payload.get("run_id") or not payload.get("source")) and self.client():
-            version = self.client().get_model_version(payload["name"], payload["version"])
-            payload = {**payload, "run_id": payload.get("run_id") or version.run_id,
-                       "source": payload.get("source") or version.source}
-        return payload
+    def needs_lookup(self, row: sqlite3.Row, payload: dict[str, Any]) -> bool:
+        """A registration whose payload lacks run_id or source (MLflow sends run_id null for
+        ``models:/m-...`` sources), not yet looked up; alias events are sent as they came."""
+        return (row["event_type"] == "model-registered" and bool(self.settings.tracking_uri)
+                and row["seq"] not in self.looked_up and (not payload.get("run_id") or not payload.get("source")))
+
+    def _look_up(self, name: str, version: str) -> Any:
+        return self.client().get_model_version(name, version)
 
     def forward_one(self, post: Callable[..., Any]) -> bool:
-        row = self.store.next_due()
+        """One step of the dispatcher: finish look-ups that are done or late, then take the next due
+        event of a model that is not waiting for a look-up. False when there was nothing to do."""
+        progressed = self._finish_lookups(post)
+        row = self.store.next_due(exclude=self.lookups)
         if row is None:
-            return False
+            return progressed
         payload = json.loads(row["payload"])
+        if self.needs_lookup(row, payload):
+            future = self.lookup_pool.submit(self._look_up, payload["name"], payload["version"])
+            future.add_done_callback(lambda _: self.wake.set())
+            self.lookups[row["model"]] = (row, payload, future,
+                                          time.monotonic() + self.settings.lookup_timeout_seconds)
+        else:
+            self.dispatch(row, payload, post)
+        return True
+
+    def _finish_lookups(self, post: Callable[..., Any]) -> bool:
+        progressed = False
+        for model, (row, payload, future, deadline) in list(self.lookups.items()):
+            if future.done():
+                del self.lookups[model]
+                progressed = True
+                try:
+                    version = future.result()
+                except Exception as exc:  # noqa: BLE001 - MLflow or the network
+                    if registry.is_not_found(exc):
+                        self.fail(row, "mlflow_not_found",
+                                  f"MLflow has no version {payload['version']} of model {payload['name']!r} "
+                                  f"(deleted, or never created): {_short(exc)}")
+                    else:
+                        self.retry(row, f"MLflow look-up failed: {type(exc).__name__}: {_short(exc)}")
+                    continue
+                payload = {**payload, "run_id": payload.get("run_id") or version.run_id,
+                           "source": payload.get("source") or version.source}
+                self.store.update_payload(row["seq"], payload)
+                self.looked_up.add(row["seq"])
+                self.dispatch(row, payload, post)
+            elif time.monotonic() > deadline:
+                del self.lookups[model]
+                progressed = True
+                future.cancel()  # if it has not started; a started one ends with MLflow's own timeout
+                self.retry(row, f"MLflow look-up timed out after {self.settings.lookup_timeout_seconds:g} s")
+        return progressed
+
+    def dispatch(self, row: sqlite3.Row, payload: dict[str, Any], post: Callable[..., Any]) -> None:
+        """POST one repository_dispatch and record the outcome."""
         try:
-            payload = self.complete(payload)
             response = post(
                 f"{self.settings.github_api_url.rstrip('/')}/repos/{self.settings.github_repo}/dispatches",
                 json={"event_type": row["event_type"], "client_payload": payload},
                 headers={"Authorization": f"Bearer {self.settings.github_token}",
                          "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
-                timeout=15,
+                timeout=self.settings.github_timeout_seconds,
             )
             status, headers = response.status_code, response.headers
-        except Exception as exc:  # noqa: BLE001 - network or MLflow: retry later
-            status, headers = 0, {}
-            error = type(exc).__name__
-        else:
-            error = f"HTTP {status}"
+        except Exception as exc:  # noqa: BLE001 - network: retry later
+            self.retry(row, f"GitHub unreachable: {type(exc).__name__}")
+            return
         if 200 <= status < 300:
             self.store.mark(row["seq"], "forwarded")
             self.metrics.inc("forwarded_total")
-            return True
-        if status in (400, 401, 404, 410, 422):
-            self.store.mark(row["seq"], "failed", error)
-            self.metrics.inc("failed_total")
-            log.error("dispatch of event %s refused permanently: %s", row["seq"], error)
-            return True
-        self.store.mark(row["seq"], "retry", error, time.time() + self.backoff(row["attempts"], status, headers))
+            return
+        error = f"GitHub answered HTTP {status}{_github_message(response)}"
+        if _rate_limited(status, headers) or status in (408, 422, 429) or status >= 500:
+            # 422 on this endpoint also means "the endpoint has been spammed": retry later
+            self.retry(row, error, status, headers)
+        elif status in (401, 403, 404):
+            self.fail(row, f"github_{status}", error,
+                      hint=f"the token cannot send repository_dispatch to {self.settings.github_repo} (it needs "
+                           "contents: write there, and the repository must exist); fix the token or --github-repo")
+        else:
+            self.fail(row, f"github_{status}", error)
+
+    def retry(self, row: sqlite3.Row, error: str, status: int = 0, headers: Any = None) -> None:
+        attempts = row["attempts"] + 1
+        if attempts >= self.settings.max_attempts:
+            self.fail(row, "max_attempts", f"gave up after {attempts} attempts; the last: {error}")
+            return
+        delay = self.backoff(row["attempts"], status, headers or {})
+        self.store.mark(row["seq"], "retry", error, time.time() + delay)
         self.metrics.inc("retried_total")
-        return True
+        log.info("event %s (%s of %r) will be retried in %.1f s: %s", row["seq"], row["event_type"], row["model"],
+                 delay, error)
+
+    def fail(self, row: sqlite3.Row, reason: str, error: str, hint: str | None = None) -> None:
+        """Give the event up: it stays in the store as failed, its model's later events go on."""
+        self.store.mark(row["seq"], "failed", f"{reason}: {error}")
+        log.error("event %s (%s of %r) FAILED [%s]: %s%s; list failed events with `relay.py failed --db %s`, "
+                  "send it again with `relay.py requeue --db %s --id %s`", row["seq"], row["event_type"], row["model"],
+                  reason, error, f" ({hint})" if hint else "", self.store.path, self.store.path, row["seq"])
+        self.metrics.inc(f'failed_total{{reason="{reason}"}}')
 
     def backoff(self, attempts: int, status: int, headers: Any) -> float:
         """Honour Retry-After and x-ratelimit-reset; otherwise exponential with jitter, capped."""
         if headers.get("Retry-After"):
             try:
-                return float(headers["Retry-After"])
+                return min(3600.0, max(0.0, float(headers["Retry-After"])))
             except ValueError:
                 pass
         if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
-            return max(0.0, float(headers["x-ratelimit-reset"]) - time.time()) + 0.5
+            try:
+                return min(3600.0, max(0.0, float(headers["x-ratelimit-reset"]) - time.time()) + 0.5)
+            except ValueError:
+                pass
         base = min(self.settings.max_backoff_seconds, 0.5 * 2 ** min(attempts, 10))
         return base * (0.5 + random.random() / 2)
 
@@ -351,10 +699,11 @@ class Relay:
                                          if not m.name.endswith(".lifecycle-lock")]
         added = 0
         for name in names:
-            quoted = name.replace("\\", "\\\\").replace("'", "\\'")
             recent = []
-            for version in client.search_model_versions(f"name = '{quoted}'", max_results=200,
+            for version in client.search_model_versions(registry.name_filter(name), max_results=200,
                                                         order_by=["version_number DESC"]):
+                if version.name != name:  # a LIKE filter (a name with both quote characters) may match others
+                    continue
                 if int(version.creation_timestamp or 0) < since_ms:
                     break
                 recent.append(version)
@@ -380,6 +729,9 @@ class Relay:
 
     # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        if self.server.max_connections < self.settings.max_connections:
+            log.warning("serving at most %d connections (the file-descriptor limit leaves no room for %d)",
+                        self.server.max_connections, self.settings.max_connections)
         for target in (self.server.serve_forever, self.worker, self.reconciler):
             threading.Thread(target=target, daemon=True).start()
         if self.settings.tracking_uri:
@@ -395,3 +747,23 @@ class Relay:
         self.stop_event.set()
         self.wake.set()
         self.server.shutdown()
+        self.server.server_close()
+        self.lookup_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _rate_limited(status: int, headers: Any) -> bool:
+    """GitHub's primary (x-ratelimit-remaining: 0) and secondary (retry-after) rate limits."""
+    return status in (403, 429) and (headers.get("x-ratelimit-remaining") == "0" or bool(headers.get("Retry-After")))
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _github_message(response: Any) -> str:
+    try:
+        message = response.json().get("message")
+    except Exception:  # noqa: BLE001 - not JSON
+        return ""
+    return f" ({' '.join(str(message).split())[:200]})" if message else ""

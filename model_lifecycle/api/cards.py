@@ -106,8 +106,9 @@ def check_card(request: CardRequest) -> CardResult:
     card, problems = cards.check_version(client, request.model, version)
     result = CardResult("check", request.model, version, complete=not problems, problems=problems,
                         sha256=cards.sha256(card) if card else None)
-    if problems:
-        raise Refused(f"card of {request.model} v{version}: " + "; ".join(problems), result=result,
+    if problems:  # each problem is in the result; the error line counts them
+        raise Refused(f"the card of {request.model} v{version} is not ready: {len(problems)} "
+                      f"problem{'s' if len(problems) != 1 else ''} (listed by field path)", result=result,
                       title="Model card incomplete")
     return result
 

@@ -26,12 +26,22 @@ class EnvironmentsResult(Result):
 
 
 def setup_environments(request: EnvironmentsRequest) -> EnvironmentsResult:
-    """Create or update each environment; idempotent, and says what changed."""
+    """Create or update each environment; idempotent, and says what changed.
+
+    Reviewers are compared by GitHub's (type, id); at most 6 (GitHub's limit, checked before any
+    call); a wait timer set by hand is kept."""
     from model_lifecycle.adapters import github
 
-    reviewers = [r.strip() for r in request.reviewers if r.strip()]
+    unique: dict[str, str] = {}  # GitHub logins and slugs ignore case: alice and Alice are one reviewer
+    for name in (r.strip() for r in request.reviewers):
+        if name:
+            unique.setdefault(name.lower(), name)
+    reviewers = list(unique.values())
     if not reviewers:
         raise BadInput("--reviewers must name at least one GitHub login or org/team")
+    if len(reviewers) > github.MAX_REVIEWERS:  # refused before any call: GitHub would answer 422
+        raise BadInput(f"--reviewers names {len(reviewers)} reviewers; GitHub allows at most "
+                       f"{github.MAX_REVIEWERS} per environment", hint="name a team (org/team) instead of its members")
     gh = github.connect(request.token)
     results = [
         github.setup_environment(gh, request.repo, env, reviewers, prevent_self_review=request.prevent_self_review,

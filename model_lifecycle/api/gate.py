@@ -134,8 +134,12 @@ def compare(request: CompareRequest) -> CompareResult:
         report_path=str(Path(request.report).resolve()), verdict_sha256=digest, evaluation_run_id=run_id,
         staged=bool(staged and staged.changed), summary=report,
     )
-    if not result.passed:
-        raise Refused("; ".join(verdict["failures"]), result=result, title="Promotion gate failed")
+    if not result.passed:  # the reasons are the result's (failures, report); the error line only counts them
+        raise Refused(
+            f"{request.model} v{candidate_version} fails the promotion gate: {len(verdict['failures'])} of "
+            f"{len(checks)} checks failed (each reason is in {request.report} and {request.output})",
+            result=result, title="Promotion gate failed",
+        )
     return result
 
 
@@ -290,9 +294,10 @@ def check(request: CheckRequest) -> CheckResult:
     rows = "\n".join(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |" for c in checks)
     result = CheckResult(request.model_uri, passed, checks, summary=(
         f"### Model checks for `{request.model_uri}`\n\n| check | result | detail |\n|---|---|---|\n{rows}"))
-    if not passed:
-        failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["passed"])
-        raise Refused(failed, result=result, title="Model checks failed")
+    if not passed:  # each failed check's detail is in the result; the error line names them only
+        failed = [c["name"] for c in checks if not c["passed"]]
+        raise Refused(f"{request.model_uri}: {len(failed)} of {len(checks)} checks failed ({', '.join(failed)}; "
+                      f"details in {request.output})", result=result, title="Model checks failed")
     return result
 
 

@@ -175,21 +175,32 @@ def promote(request: PromoteRequest) -> Change:
     if request.skip_card_check and not request.reason:
         raise BadInput("--skip-card-check needs --reason: say why the card gate is bypassed")
     client = registry.connect(request.tracking_uri)
+    # Bad input before the approval and card gates (which read more, and would say "not ready"):
+    # one read of the version. core.lifecycle.promote repeats this check under its own read.
+    if registry.is_archived(registry.get_version(client, request.model, version)):
+        raise BadInput(
+            f"version {version} of {request.model!r} is archived",
+            hint="stage it again first (transition --to staging --force --reason ...)",
+        )
     approval = _github_approval(request) if request.github_environment else request.approval
     evidence = dict(request.evidence)
-    details = _card_gate(client, request, version, evidence)
     recorded = None
     if approval is not None:
         recorded = {k: v for k, v in vars(approval).items() if k != "approver" and v is not None}
     return lifecycle.promote(
         client, request.model, version, names, expect_champion=expect, force=request.force,
         reason=request.reason, actor=request.actor, approver=approval.approver if approval else None,
-        approval=recorded, evidence=evidence, details=details, legacy_stages=request.legacy_stages,
+        approval=recorded, evidence=evidence, gate=lambda: _card_gate(client, request, version, evidence, approval.approver if approval else None), legacy_stages=request.legacy_stages,
     )
 
 
 def _github_approval(request: PromoteRequest) -> Approval:
-    """The human gate: the GitHub environment's required reviewers must have approved this run."""
+    """The human gate: the GitHub environment's required reviewers must have approved this run.
+
+    Approver and comment come from the run's approvals (GET .../actions/runs/{id}/approvals); that
+    answer has no time and no order, so every approver of the environment is recorded (sorted), and
+    the time is when GitHub released the approved job, read from the run's deployment to the
+    environment and its statuses, or None when GitHub does not say."""
     from model_lifecycle.adapters import github
 
     repo, run_id = settings.GITHUB_REPOSITORY.get(), settings.GITHUB_RUN_ID.get()
@@ -212,23 +223,42 @@ def _github_approval(request: PromoteRequest) -> Approval:
             f"no approval of run {run_id} for environment {environment!r} was found; nothing was changed",
             hint="a required reviewer must approve the deployment in the run's page",
         )
-    latest = approvals[-1]
-    return Approval(latest.user, "github-environment", latest.comment or None, latest.time or None,
+    approvers = list(dict.fromkeys(a.user for a in approvals))
+    comments = list(dict.fromkeys(a.comment for a in approvals if a.comment))
+    time = github.approval_time(gh, repo, run_id, environment, settings.GITHUB_SHA.get())
+    return Approval(", ".join(approvers), "github-environment", " | ".join(comments) or None, time,
                     environment, run_id)
 
 
-def _card_gate(client: Any, request: PromoteRequest, version: str, evidence: dict[str, str]) -> dict[str, Any]:
-    """Production needs a complete, current model card; its sha256 becomes evidence of the promotion."""
+def _card_gate(client: Any, request: PromoteRequest, version: str, evidence: dict[str, str],
+               approver: Any = ...) -> dict[str, Any]:
+    """Production needs a complete, current model card; its sha256 becomes evidence of the promotion.
+
+    ``approver`` is who approved this promotion as resolved by ``promote`` (``--approver``, or the
+    GitHub environment's reviewers, comma-separated); when not passed, the request's local approval.
+    A high-risk card must not be approved by any of its own authors."""
     from model_lifecycle.core import cards
 
     if request.skip_card_check:
         return {"card_check": "skipped"}
+    if approver is ...:
+        approver = request.approval.approver if request.approval else None
     card, problems = cards.check_version(client, request.model, version)
+    hint = "complete model-card.yml, run model_card.py build, then promote again"
+    if card is not None and cards.get_path(card["team"], "card.risk.ai_act_tier") == "high":
+        names = list(dict.fromkeys([approver, *(approver or "").split(",")] if approver and "," in approver
+                                   else [approver]))
+        found = {author: name.strip() for name in reversed(names)
+                 if name and (author := cards.author_of(card["team"], name))}
+        if found:
+            who = ", ".join(f"{name!r} (card.authors: {author!r})" for author, name in found.items())
+            problems = [f"the approver {who} is an author of this high-risk card; someone who did not write it "
+                        "must approve", *problems]
+            hint = "have a reviewer who is not among card.authors approve the promotion"
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise Refused(
-            f"the model card of {request.model!r} v{version} is not ready: {shown}; nothing was changed",
-            hint="complete model-card.yml, run model_card.py build, then promote again",
+            f"the model card of {request.model!r} v{version} is not ready: {shown}; nothing was changed", hint=hint,
         )
     evidence["card"] = cards.sha256(card)
     return {"card_check": "passed"}
@@ -252,6 +282,22 @@ def archive(request: ArchiveRequest) -> Change:
     client = registry.connect(request.tracking_uri)
     return lifecycle.archive(client, request.model, version, names, reason=request.reason, actor=request.actor,
                              legacy_stages=request.legacy_stages)
+
+
+@dataclass(frozen=True)
+class RepairRequest:
+    model: str
+    reason: str | None = None
+    actor: str | None = None
+    aliases: AliasNames = field(default_factory=AliasNames.from_settings)
+    tracking_uri: str | None = None
+
+
+def repair(request: RepairRequest) -> Change:
+    """Set the aliases back to the audit record after a late write (``status`` reports one); audited."""
+    names = request.aliases.validated()
+    client = registry.connect(request.tracking_uri)
+    return lifecycle.repair(client, request.model, names, reason=request.reason, actor=request.actor)
 
 
 @dataclass(frozen=True)

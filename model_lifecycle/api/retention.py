@@ -35,7 +35,7 @@ class RetentionResult(Result):
 
 
 def apply_retention(request: RetentionRequest) -> RetentionResult:
-    """Plan (and unless dry-run, apply) retention; each archive is re-checked under the model's lock."""
+    """Plan (and unless dry-run, apply) retention; each archive is re-decided on a fresh read and claimed (core.claims)."""
     from model_lifecycle.core import audit, lifecycle, retention
 
     if request.keep_last < 0:

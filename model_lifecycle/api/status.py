@@ -29,10 +29,11 @@ class StatusResult(Result):
     previous_champion: str | None
     champion_history: list[str]
     drift: str | None = None
+    pending: dict[str, Any] | None = None  # a change claimed but not complete (in progress, or half-done)
     at: dict[str, Any] | None = None
     versions: list[dict[str, Any]] | None = None
     audit: list[dict[str, Any]] | None = None
-    omit_when_none = ("drift", "at", "versions", "audit")
+    omit_when_none = ("drift", "pending", "at", "versions", "audit")
 
 
 def version_state(version: Any, aliases: list[str], names: AliasNames) -> str:
@@ -65,7 +66,7 @@ def describe_version(version: Any, aliases: list[str], names: AliasNames) -> dic
 
 
 def status(request: StatusRequest) -> StatusResult:
-    from model_lifecycle.core import audit
+    from model_lifecycle.core import audit, lifecycle
 
     names = request.aliases.validated()
     at_ms = audit.parse_timestamp(request.at) if request.at else None
@@ -76,12 +77,8 @@ def status(request: StatusRequest) -> StatusResult:
     stack = audit.champion_stack(events)
     result = StatusResult(request.model, aliases, aliases.get(names.champion), aliases.get(names.challenger),
                           aliases.get(names.previous), stack)
-    recorded = stack[-1] if stack else None
-    if recorded != aliases.get(names.champion):
-        result.drift = (
-            f"@{names.champion} is {aliases.get(names.champion) or 'unset'} but the audit record says "
-            f"{recorded or 'none'}: the alias was changed outside the toolkit"
-        )
+    result.pending = lifecycle.pending_change(client, model)
+    result.drift = _drift(names, aliases.get(names.champion), stack[-1] if stack else None, events, result.pending)
     if at_ms is not None:
         result.at = {"time": audit.now_iso(at_ms), "champion": audit.champion_at(events, at_ms)}
         if not request.audit:
@@ -91,3 +88,34 @@ def status(request: StatusRequest) -> StatusResult:
     if request.audit:
         result.audit = events
     return result
+
+
+def _drift(names: AliasNames, champion: str | None, recorded: str | None, events: list[dict[str, Any]],
+           pending: dict[str, Any] | None) -> str | None:
+    """Why @champion disagrees with the audit record: a change still under way or left half-done, a
+    late write of an abandoned change, or (none of those) a change made outside the toolkit."""
+    if champion == recorded:
+        return None
+    alias = f"@{names.champion}"
+    commit = (pending or {}).get("commit") or {}
+    if pending and commit.get("alias") == names.champion and pending["committed"] and champion == commit.get("version"):
+        state = ("its holder is gone: the next command on this model finishes it" if pending["holder_gone"]
+                 else "its holder is still at work")
+        return (
+            f"{alias} is {champion} but the audit record says {recorded or 'none'}: {pending['description']} "
+            f"is half-done (its commit is visible, its audit event not yet); {state}"
+        )
+    for event in reversed(events):
+        late = (event.get("details") or {}).get("commit") or {}
+        if (event.get("action") == "abandon" and late.get("alias") == names.champion
+                and str(late.get("version")) == str(champion)):
+            return (
+                f"{alias} is {champion} but the audit record says {recorded or 'none'}: a late write of change "
+                f"#{event['details'].get('of_seq')} ({event['details'].get('action')} v{champion}), which was "
+                f"abandoned as #{event.get('seq')} because its holder looked dead; its alias write reached the "
+                "server afterwards. Repair: lifecycle.repair() sets the aliases back to the audit record"
+            )
+    return (
+        f"{alias} is {champion or 'unset'} but the audit record says "
+        f"{recorded or 'none'}: the alias was changed outside the toolkit"
+    )

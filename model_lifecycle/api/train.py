@@ -140,11 +140,15 @@ def train(request: TrainRequest) -> TrainResult:
                 ("train", train, train_path, "training"),
                 ("holdout", holdout, holdout_path, "evaluation"),
             ):
-                with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a file
+                with warnings.catch_warnings():
+                    # "source can be interpreted in multiple ways": it is a file. And the dataset's schema,
+                    # computed here once (log_input reuses it), holds the integer target column: MLflow's
+                    # hint about integer columns concerns a model's input signature, which has none.
                     warnings.simplefilter("ignore", UserWarning)
                     dataset = mlflow.data.from_pandas(
                         frame, source=str(path), targets=TARGET, name=name, digest=lineage.mlflow_digest(digests[name])
                     )
+                    dataset.schema  # noqa: B018 - cached property, computed under this filter
                 mlflow.log_input(dataset, context=context)
                 mlflow.set_tags({
                     tags.dataset(name, "sha256"): digests[name],

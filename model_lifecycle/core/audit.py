@@ -4,7 +4,13 @@ MLflow keeps no alias history and no record of who promoted what, so the toolkit
 MLflow itself, where it lives with the registry and outlives any CI runner:
 
 * an experiment named ``model-lifecycle-audit`` holds one run per registered model;
-* every event is one tag on that run, keyed ``audit.<epoch-ms>.<event-id>`` with the event as JSON.
+* every event is one tag on that run with the event as JSON. A change of a model's state (stage,
+  promote, archive, rollback, and the ``recover``/``abandon``/``repair`` records of crash recovery)
+  carries ``seq``, the number it claimed in the model's change sequence (``core/claims.py``), and
+  is keyed ``audit.seq.<seq, ten digits>.<event-id>``: the record's order is the order in which
+  changes were decided, whatever the writers' clocks say. Other events (``register``, and events
+  written before sequence numbers existed) are keyed ``audit.<epoch-ms>.<event-id>`` and are read
+  in among the sequenced ones by time.
 
 Each event has its own key, so concurrent writers never overwrite each other and nothing is
 rewritten (writing the same event twice, as a recovery does, writes identical bytes under the same
@@ -139,8 +145,13 @@ def fit(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+SEQ_KEY_PREFIX = f"{EVENT_TAG_PREFIX}seq."
+
+
 def event_key(event: dict[str, Any]) -> str:
-    """Keys sort by time, so a tag listing reads as a log."""
+    """Sequenced events sort by their number, the others by time, so a tag listing reads as a log."""
+    if event.get("seq") is not None:
+        return f"{SEQ_KEY_PREFIX}{int(event['seq']):010d}.{event['id'][:16]}"
     return f"{EVENT_TAG_PREFIX}{event['epoch_ms']:013d}.{event['id'][:16]}"
 
 
@@ -206,25 +217,94 @@ def read(client: "MlflowClient", model_name: str) -> list[dict[str, Any]]:
                         events[key] = json.loads(value)
                     except json.JSONDecodeError:
                         events[key] = {"action": "unreadable", "raw": value[:200], "epoch_ms": 0, "id": key}
-    return [events[k] for k in sorted(events)]
+    return _in_order(events)
+
+
+def _in_order(events: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sequenced events by number; the others (keyed by time) merged in by their time."""
+    sequenced = [events[k] for k in sorted(events) if k.startswith(SEQ_KEY_PREFIX)]
+    timed = [events[k] for k in sorted(events) if not k.startswith(SEQ_KEY_PREFIX)]
+    merged: list[dict[str, Any]] = []
+    i = j = 0
+    while i < len(timed) and j < len(sequenced):
+        if _epoch(timed[i]) <= _epoch(sequenced[j]):
+            merged.append(timed[i])
+            i += 1
+        else:
+            merged.append(sequenced[j])
+            j += 1
+    return merged + timed[i:] + sequenced[j:]
+
+
+def _epoch(event: dict[str, Any]) -> int:
+    try:
+        return int(event.get("epoch_ms", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def champion_stack(events: Iterable[dict[str, Any]]) -> list[str]:
     """Replay promotions (push) and rollbacks (pop) into the stack of champions, current last.
 
     Rollback returns to the champion *before* the current one as recorded, not "version minus one".
+    A champion that existed before the toolkit (the ``previous_version`` of the first recorded
+    promotion) starts the stack, so the first promotion can be rolled back too.
     """
     stack: list[str] = []
     for event in events:
-        if event.get("action") == "promote":
-            stack.append(str(event["version"]))
-        elif event.get("action") == "rollback":
-            target = str(event["version"])
-            while stack and stack[-1] != target:
-                stack.pop()
-            if not stack:
-                stack.append(target)
+        _replay_champion(stack, event)
     return stack
+
+
+def _replay_champion(stack: list[str], event: dict[str, Any]) -> None:
+    if event.get("action") == "promote":
+        if not stack and event.get("previous_version") is not None:
+            stack.append(str(event["previous_version"]))
+        stack.append(str(event["version"]))
+    elif event.get("action") == "rollback":
+        target = str(event["version"])
+        while stack and stack[-1] != target:
+            stack.pop()
+        if not stack:
+            stack.append(target)
+
+
+ROLES = ("champion", "previous", "challenger")
+
+
+def expected_aliases(events: Iterable[dict[str, Any]]) -> dict[str, str | None]:
+    """The champion, previous champion and challenger the record implies (None: the alias is unset).
+
+    Replays what each recorded change's steps do to the three aliases; a role no recorded change
+    ever touched is left out (the record says nothing about it). Used to find and undo late writes."""
+    state: dict[str, str | None] = {}
+    stack: list[str] = []
+    for event in events:
+        action = event.get("action")
+        version = None if event.get("version") is None else str(event["version"])
+        if action == "promote":
+            previous = event.get("previous_version")
+            _replay_champion(stack, event)
+            if previous is not None:
+                state["previous"] = str(previous)
+            state["champion"] = version
+            if state.get("challenger") == version:
+                state["challenger"] = None
+        elif action == "rollback":
+            _replay_champion(stack, event)
+            state["champion"] = version
+            state["previous"] = stack[-2] if len(stack) > 1 else None
+        elif action == "stage":
+            state["challenger"] = version
+        elif action == "archive":
+            for role, held in list(state.items()):
+                if held == version:
+                    state[role] = None
+        elif action == "repair":
+            for role, value in ((event.get("details") or {}).get("aliases") or {}).items():
+                if role in ROLES:
+                    state[role] = None if value is None else str(value)
+    return state
 
 
 def champion_at(events: Iterable[dict[str, Any]], epoch_ms: int) -> str | None:

@@ -60,7 +60,40 @@ def read_holdout(path: str | Path, target: str, slice_columns: list[str]) -> "pd
         )
     if frame[target].isna().any():
         raise BadInput(f"hold-out column {target!r} has {int(frame[target].isna().sum())} missing target values")
+    if pd.api.types.is_numeric_dtype(frame[target]) and np.isinf(frame[target].to_numpy(dtype=float)).any():
+        raise BadInput(f"hold-out column {target!r} has {int(np.isinf(frame[target].to_numpy(dtype=float)).sum())} "
+                       "infinite target values")
     return frame
+
+
+def nonfinite_columns(frame: "pd.DataFrame") -> list[tuple[str, int]]:
+    """(column, rows) of every column with missing (NaN, None) or infinite values, in column order."""
+    import pandas as pd
+
+    found = []
+    for column in frame.columns:
+        values = frame[column]
+        bad = values.isna().to_numpy()
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            bad = bad | np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            found.append((str(column), int(bad.sum())))
+    return found
+
+
+def _nonfinite_input(uri: str, features: "pd.DataFrame") -> BadInput | None:
+    """Bad input when the features the model read hold NaN or infinite values: the model cannot be
+    blamed for failing on them (a model that copes with missing values is not stopped)."""
+    found = nonfinite_columns(features)
+    if not found:
+        return None
+    (column, rows), rest = found[0], found[1:]
+    more = "".join(f", {c!r} ({n})" for c, n in rest[:4]) + (f" and {len(rest) - 4} more" if len(rest) > 4 else "")
+    return BadInput(
+        f"hold-out feature {column!r} has {rows} of {len(features)} rows with NaN or infinite values"
+        + (f" (also {more.lstrip(', ')})" if rest else "") + f", which model {uri!r} cannot predict on",
+        hint="fill or drop those rows in the hold-out, or use a model that handles missing values",
+    )
 
 
 def slice_key(parts: dict[str, Any]) -> str:
@@ -177,24 +210,38 @@ def feature_frame(model: LoadedModel, frame: "pd.DataFrame", target: str, requir
     try:
         validate_schema(features.head(min(len(features), 1000)), model.signature.inputs)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several types for schema mismatches
-        raise BadInput(f"hold-out does not conform to the signature of {model.uri!r}: {' '.join(str(exc).split())[:300]}") from exc
+        raise _nonfinite_input(model.uri, features) or BadInput(
+            f"hold-out does not conform to the signature of {model.uri!r}: {' '.join(str(exc).split())[:300]}"
+        ) from exc
     return features
 
 
 def predict(model: LoadedModel, features: "pd.DataFrame", task: str, y: np.ndarray) -> Predictions:
-    """Predict once; classifiers also give scores when the model exposes predict_proba."""
+    """Predict once; classifiers also give scores when the model exposes predict_proba.
+
+    A model that fails, or predicts NaN, on features holding NaN or infinite values is given bad
+    input (exit 2, naming the column), not found at fault."""
+    try:
+        return _predict(model, features, task, y)
+    except ModelFault as fault:
+        bad_input = _nonfinite_input(model.uri, features)
+        if bad_input is None:
+            raise
+        raise bad_input from fault
+
+
+def _predict(model: LoadedModel, features: "pd.DataFrame", task: str, y: np.ndarray) -> Predictions:
     try:
         if task == "regression":
             values = np.asarray(model.predict_fn(features), dtype=float).reshape(-1)
             _require_finite(model.uri, values)
             return Predictions(values=values)
         if model.classes is not None:
-            unseen = sorted(set(np.unique(y).tolist()) - set(model.classes), key=str)
-            if unseen:
-                raise BadInput(
-                    f"hold-out has labels the model {model.uri!r} never saw: {unseen[:5]}",
-                    hint=f"the model knows {[c.item() if hasattr(c, 'item') else c for c in model.classes[:10]]}",
-                )
+            known = [_plain(c) for c in model.classes]
+            unseen = sorted({_plain(v) for v in np.unique(y)} - set(known), key=str)
+            if unseen:  # labels as a reader writes them: 0, not np.int64(0)
+                raise BadInput(f"hold-out has labels the model {model.uri!r} never saw: {unseen[:5]}",
+                               hint=f"the model knows {known[:10]}")
         if model.proba_fn is not None:
             proba = np.asarray(model.proba_fn(features), dtype=float)
             _require_finite(model.uri, proba)
@@ -212,6 +259,11 @@ def predict(model: LoadedModel, features: "pd.DataFrame", task: str, y: np.ndarr
         raise
     except Exception as exc:  # noqa: BLE001 - a model that crashes on valid data is the model's fault
         raise ModelFault(f"model {model.uri!r} failed to predict on the hold-out: {type(exc).__name__}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``np.int64(0)`` -> ``0``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _require_finite(uri: str, values: np.ndarray) -> None:

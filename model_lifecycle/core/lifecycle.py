@@ -1,24 +1,27 @@
 """The lifecycle core: stage, promote, archive and roll back model versions, each audited.
 
-Every change follows one pattern, so that a failure half-way leaves either the old or the new state:
+Every change follows one pattern, so that a failure half-way leaves either the old or the new state
+and two callers that saw the same state can never both change it:
 
 1. validate the request (bad input -> exit 2, nothing touched);
-2. take the model's lock (``model_lock``) and read the aliases afresh;
-3. decide (compare-and-set, challenger check) -> a plan: a list of idempotent steps whose
-   FIRST step is the commit point (the alias move, or the archive mark), plus the audit event;
-4. store plan and event in the lock as its *intent*, apply the steps, append the event.
+2. read the model (aliases, and the number of its last complete change) and decide: compare-and-set,
+   challenger check -> a plan: a list of idempotent steps whose FIRST step is the commit point (the
+   alias move, or the archive mark), plus the audit event; or a no-op; or a refusal;
+3. claim the next number of the model's change sequence with that plan as its *intent*
+   (``core/claims.py``): only one caller gets it; the others read again and decide again;
+4. apply the steps (fenced: nobody claimed a later number), append the event, complete the claim.
 
-If the process dies after the commit, the next caller finds the stale lock, sees the commit took
+If the process dies after the commit, the next caller takes its number over, sees the commit took
 effect, replays the remaining steps and writes the very same event (same key, same bytes). If it
-died before the commit, nothing had changed and the intent is dropped.
+died before the commit, nothing had changed and the change is recorded as abandoned.
 """
 
 from __future__ import annotations
 
-import os
+import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from model_lifecycle import settings, tags
 from model_lifecycle.adapters.registry import (
@@ -26,14 +29,14 @@ from model_lifecycle.adapters.registry import (
     aliases_of,
     get_model,
     get_version,
+    is_already_exists,
     is_archived,
     is_not_found,
     mlflow_errors,
     validate_alias,
     writer,
 )
-from model_lifecycle.core import audit
-from model_lifecycle.core import lock as model_lock
+from model_lifecycle.core import audit, claims
 from model_lifecycle.errors import BadInput, Refused
 from model_lifecycle.results import Result
 
@@ -71,7 +74,7 @@ class AliasNames:
         return self
 
 
-# --- steps: small idempotent operations, stored as JSON in the lock's intent ----------------------
+# --- steps: small idempotent operations, stored as JSON in the claim's intent ---------------------
 
 
 def _set_alias(alias: str, version: str) -> dict[str, str]:
@@ -100,71 +103,101 @@ def _apply(client: "MlflowClient", name: str, step: dict[str, Any]) -> None:
     op = step["op"]
     client = writer(client)
     with mlflow_errors():
-        if op == "set_alias":
-            client.set_registered_model_alias(name, step["alias"], step["version"])
-        elif op == "delete_alias":
+        for attempt in (1, 2):
             try:
-                client.delete_registered_model_alias(name, step["alias"])
+                if op == "set_alias":
+                    client.set_registered_model_alias(name, step["alias"], step["version"])
+                elif op == "delete_alias":
+                    client.delete_registered_model_alias(name, step["alias"])
+                elif op == "set_version_tag":
+                    client.set_model_version_tag(name, step["version"], step["key"], step["value"])
+                elif op == "delete_version_tag":
+                    client.delete_model_version_tag(name, step["version"], step["key"])
+                elif op == "legacy_stage":
+                    with warnings.catch_warnings():  # stages are deprecated; the mirror is opt-in
+                        warnings.simplefilter("ignore", FutureWarning)
+                        client.transition_model_version_stage(
+                            name, step["version"], step["stage"], archive_existing_versions=step["archive_existing"]
+                        )
+                else:  # pragma: no cover - plans are built in this module
+                    raise ValueError(f"unknown step {op!r}")
+                return
             except MlflowException as exc:
-                if not is_not_found(exc):
+                if op.startswith("delete_") and is_not_found(exc):
+                    return  # already gone: the step's effect is there
+                # Two writers of the same step at once (a holder and the caller finishing its change)
+                # race in the server's insert-or-update; the second attempt updates.
+                if attempt == 2 or not (is_already_exists(exc) or "UNIQUE constraint" in str(exc)):
                     raise
-        elif op == "set_version_tag":
-            client.set_model_version_tag(name, step["version"], step["key"], step["value"])
-        elif op == "delete_version_tag":
-            try:
-                client.delete_model_version_tag(name, step["version"], step["key"])
-            except MlflowException as exc:
-                if not is_not_found(exc):
-                    raise
-        elif op == "legacy_stage":
-            with warnings.catch_warnings():  # stages are deprecated; the mirror is opt-in
-                warnings.simplefilter("ignore", FutureWarning)
-                client.transition_model_version_stage(
-                    name, step["version"], step["stage"], archive_existing_versions=step["archive_existing"]
-                )
-        else:  # pragma: no cover - plans are built in this module
-            raise ValueError(f"unknown step {op!r}")
+                time.sleep(0.2)
 
 
 def _committed(client: "MlflowClient", name: str, step: dict[str, Any]) -> bool:
     """Whether the commit step (always the first) is visible in the registry."""
     if step["op"] == "set_alias":
         return alias_map(get_model(client, name)).get(step["alias"]) == step["version"]
+    if step["op"] == "delete_alias":
+        return step["alias"] not in alias_map(get_model(client, name))
     if step["op"] == "set_version_tag":
         return (get_version(client, name, step["version"]).tags or {}).get(step["key"]) == step["value"]
     return False
 
 
-def _failpoint(name: str) -> None:
-    """Test hook: ``LIFECYCLE_FAILPOINT=after-commit`` kills the process right after the commit,
-    which is how the tests prove that a crash half-way is finished by the next run."""
-    if settings.FAILPOINT.get() == name:
-        os._exit(70)
+class _Registry:
+    """What the claim sequence needs from this module: applying steps, seeing a commit, repairing."""
+
+    def __init__(self, client: "MlflowClient", name: str, names: AliasNames, actor: str | None) -> None:
+        self.client, self.name, self.names, self.actor = client, name, names, actor
+
+    def apply(self, step: dict[str, Any]) -> None:
+        _apply(self.client, self.name, step)
+
+    def committed(self, step: dict[str, Any]) -> bool:
+        return _committed(self.client, self.name, step)
+
+    def repair(self, intent: dict[str, Any]) -> Callable[[Any], Any]:
+        touched = claims.touched_aliases(intent.get("steps") or [])
+        return _repair_decision(self.client, self.name, self.names, touched, intent.get("before") or {},
+                                actor=self.actor, reason="undo writes of an abandoned change that landed late",
+                                late_events=intent.get("events") or [])
 
 
-def _recover(client: "MlflowClient", name: str):
-    def recover(intent: dict[str, Any]) -> None:
-        steps, event = intent["steps"], intent["event"]
-        if not steps or not _committed(client, name, steps[0]):
-            return  # died before the commit: nothing changed
-        for step in steps:
-            _apply(client, name, step)
-        audit.append(client, get_model(client, name), event)
-
-    return recover
+def _run(client: "MlflowClient", name: str, names: AliasNames, actor: str | None, action: str,
+         decide: Callable[[Any], Any]) -> "Change":
+    return claims.Sequencer(client, name, _Registry(client, name, names, actor)).run(action, decide)
 
 
-def _execute(client: "MlflowClient", lock: model_lock.Lock, model: Any, steps: list, event: dict) -> None:
-    lock.set_intent({"steps": steps, "event": event})
-    # Committed from here on: a timeout on the first step may hide that the server applied it, so
-    # the intent must survive; recovery checks whether the commit really took effect.
-    lock.committed = True
-    _apply(client, model.name, steps[0])
-    _failpoint("after-commit")
-    for step in steps[1:]:
-        _apply(client, model.name, step)
-    audit.append(client, model, event)
-    lock.finished = True
+def _repair_decision(client: "MlflowClient", name: str, names: AliasNames, touched: list[str],
+                     before: dict[str, str | None], *, actor: str | None, reason: str,
+                     late_events: list[dict[str, Any]] | tuple = ()) -> Callable[[Any], Any]:
+    """Decide a repair: set each touched lifecycle alias back to what the audit record implies
+    (or, for a role the record never set, to its value before the late change)."""
+    role_of = {names.champion: "champion", names.previous: "previous", names.challenger: "challenger"}
+
+    def decide(model: Any) -> Any:
+        expected = audit.expected_aliases(audit.read(client, name))
+        current = alias_map(model)
+        steps, fixed, found = [], {}, {}
+        for alias in sorted(touched, key=lambda a: a != names.champion):  # the champion first: the commit
+            role = role_of.get(alias)
+            if role is None or (role not in expected and alias not in before):
+                continue
+            want = expected[role] if role in expected else before[alias]
+            if current.get(alias) != want:
+                steps.append(_set_alias(alias, want) if want else _delete_alias(alias))
+                fixed[role], found[role] = want, current.get(alias)
+        champion = current.get(names.champion)
+        if not steps:
+            return _result("repair", name, champion, False, "the aliases agree with the audit record")
+        late = [{"seq": e.get("seq"), "action": e.get("action"), "version": e.get("version")} for e in late_events]
+        event = audit.new_event("repair", name, fixed.get("champion", champion), reason=reason, actor_name=actor,
+                                details={"aliases": fixed, "found": found, "late": late or None})
+        shown = ", ".join(f"@{a}={'unset' if fixed[role_of[a]] is None else 'v' + str(fixed[role_of[a]])}"
+                          for a in touched if role_of.get(a) in fixed)
+        return claims.Plan(steps, event, _result("repair", name, fixed.get("champion", champion), True,
+                                                 f"repaired {shown} from the audit record", event))
+
+    return decide
 
 
 @dataclass
@@ -194,6 +227,39 @@ def verdict_evidence(version: Any) -> dict[str, str]:
     return {"verdict": digest} if digest else {}
 
 
+def verdict_problem(version: Any, champion: str | None) -> str | None:
+    """Why the gate's recorded verdict does not allow this version into staging or production.
+
+    A verdict that failed, or that compared the version with another champion than the current one,
+    refuses the change (``--force --reason`` overrides, recorded). A version with no verdict at all
+    is let through for now and recorded as such in the audit event (``details.verdict``)."""
+    found = version.tags or {}
+    passed = found.get(tags.VERDICT_PASSED)
+    if passed is None:
+        return None
+    if passed != "true":
+        return f"its gate verdict failed ({tags.VERDICT_PASSED}={passed})"
+    baseline = found.get(tags.VERDICT_BASELINE)
+    if baseline is not None and baseline != (champion or "none"):
+        return (f"its gate verdict compared it with champion {_v(None if baseline == 'none' else baseline)}, "
+                f"but the champion is {_v(champion)} now")
+    return None
+
+
+def _verdict_state(version: Any) -> str:
+    passed = (version.tags or {}).get(tags.VERDICT_PASSED)
+    return "missing" if passed is None else "passed" if passed == "true" else "failed"
+
+
+def _check_verdict(name: str, version: str, mv: Any, champion: str | None, force: bool, target: str) -> None:
+    problem = verdict_problem(mv, champion)
+    if problem and not force:
+        raise Refused(
+            f"version {version} of {name!r} cannot go to {target}: {problem}; nothing was changed",
+            hint="run the gate against the current champion (compare_baseline.py), or pass --force --reason",
+        )
+
+
 # --- transitions -----------------------------------------------------------------------------------
 
 
@@ -216,21 +282,23 @@ def stage(
 ) -> Change:
     """Point the challenger alias at ``version`` (the staging step)."""
     names.validated()
+    if force and not reason:
+        raise BadInput("--force needs --reason: say why the gate's verdict or the archive mark is overridden")
     mv = get_version(client, name, version)
     if is_archived(mv) and not force:
         raise BadInput(
             f"version {version} of {name!r} is archived",
             hint="archived versions are not staged again; register a new version, or pass --force --reason",
         )
-    with model_lock.hold(client, name, "stage", _recover(client, name)) as lock:
-        model = get_model(client, name)
+
+    def decide(model: Any) -> Any:
         aliases = alias_map(model)
         if aliases.get(names.champion) == version:
             raise BadInput(f"version {version} of {name!r} is already the champion; it cannot be the challenger")
         current = aliases.get(names.challenger)
         if current == version:
-            lock.finished = True
             return _result("stage", name, version, False, f"v{version} is already @{names.challenger}")
+        _check_verdict(name, version, mv, aliases.get(names.champion), force, "staging")
         steps = [_set_alias(names.challenger, version)]
         if is_archived(mv):
             steps.append(_delete_tag(version, tags.ARCHIVED_AT))
@@ -240,10 +308,12 @@ def stage(
                 steps.append(_legacy_stage(current, "None"))
         event = audit.new_event(
             "stage", name, version, previous_version=current, alias=names.challenger,
-            reason=reason, actor_name=actor, evidence={**verdict_evidence(mv), **(evidence or {})} or None, details={"forced": force} if force else None,
+            reason=reason, actor_name=actor, evidence={**verdict_evidence(mv), **(evidence or {})} or None,
+            details={"forced": force, "verdict": _verdict_state(mv)} if force else {"verdict": _verdict_state(mv)},
         )
-        _execute(client, lock, model, steps, event)
-    return _result("stage", name, version, True, f"v{version} is now @{names.challenger}", event)
+        return claims.Plan(steps, event, _result("stage", name, version, True, f"v{version} is now @{names.challenger}", event))
+
+    return _run(client, name, names, actor, "stage", decide)
 
 
 def promote(
@@ -261,12 +331,17 @@ def promote(
     evidence: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
     legacy_stages: bool = False,
+    gate: Callable[[], dict[str, Any] | None] | None = None,
 ) -> Change:
     """Move the champion alias to ``version``, compare-and-set against ``expect_champion``.
 
     ``expect_champion`` is the champion the caller saw (a version, or "none" for no champion);
     when the champion moved since, nothing changes and Refused (exit 1) is raised. The previous
     champion keeps the previous-champion alias, so it stays reachable for rollback.
+
+    ``gate`` (optional) runs once, only when the promotion is going to change the champion (never
+    for the no-op of promoting the champion again), before the change is claimed: it may refuse
+    (raise Refused), add to ``evidence``, and return details to record (the card gate does all three).
     """
     names.validated()
     require_reason_for_force(force, reason)
@@ -276,12 +351,13 @@ def promote(
             f"version {version} of {name!r} is archived",
             hint="stage it again first (transition --to staging --force --reason ...)",
         )
-    with model_lock.hold(client, name, "promote", _recover(client, name)) as lock:
-        model = get_model(client, name)
+    evidence = evidence if evidence is not None else {}
+    gated: list[dict[str, Any]] = []
+
+    def decide(model: Any) -> Any:
         aliases = alias_map(model)
         current = aliases.get(names.champion)
         if current == version:
-            lock.finished = True
             return _result("promote", name, version, False, f"v{version} is already @{names.champion}")
         if expect_champion is not None:
             expected = None if expect_champion == NO_CHAMPION else expect_champion
@@ -295,15 +371,18 @@ def promote(
         if challenger != version and not force:
             raise Refused(
                 f"version {version} of {name!r} is not @{names.challenger} "
-                    f"(@{names.challenger} is {_v(challenger, 'unset')}); nothing was changed",
+                f"(@{names.challenger} is {_v(challenger, 'unset')}); nothing was changed",
                 hint="stage it through the gate first, or pass --force --reason to override",
             )
+        _check_verdict(name, version, mv, current, force, "production")
+        if gate is not None and not gated:
+            gated.append(gate() or {})
         event = audit.new_event(
             "promote", name, version, previous_version=current, alias=names.champion,
             reason=reason, actor_name=actor, approver=approver, approval=approval,
-            evidence={**verdict_evidence(mv), **(evidence or {})} or None,
+            evidence={**verdict_evidence(mv), **evidence} or None,
             details={"forced": force, "expected_champion": expect_champion, "was_challenger": challenger == version,
-                     **(details or {})},
+                     "verdict": _verdict_state(mv), **(details or {}), **(gated[0] if gated else {})},
         )
         steps = [_set_alias(names.champion, version)]
         if current:
@@ -314,8 +393,10 @@ def promote(
             steps.append(_set_tag(version, tags.CHAMPION_SINCE, event["time"]))
         if legacy_stages:
             steps.append(_legacy_stage(version, "Production", archive_existing=True))
-        _execute(client, lock, model, steps, event)
-    return _result("promote", name, version, True, f"v{version} is now @{names.champion} (was {_v(current)})", event)
+        return claims.Plan(steps, event, _result(
+            "promote", name, version, True, f"v{version} is now @{names.champion} (was {_v(current)})", event))
+
+    return _run(client, name, names, actor, "promote", decide)
 
 
 def archive(
@@ -332,37 +413,38 @@ def archive(
     """Mark a version archived and remove its aliases. The champion is never archived.
 
     Retention passes ``protected_aliases`` (challenger, previous champion): a version holding one
-    of them is kept. This is checked under the lock, on aliases read afresh, so a promotion that
-    happened after retention made its plan is respected.
+    of them is kept. This is checked on aliases read afresh, within the claimed change, so a
+    promotion that happened after retention made its plan is respected.
     """
     names.validated()
     mv = get_version(client, name, version)
     if is_archived(mv):
         return _result("archive", name, version, False, f"v{version} is already archived")
-    with model_lock.hold(client, name, "archive", _recover(client, name)) as lock:
-        model = get_model(client, name)
+
+    def decide(model: Any) -> Any:
         aliases = alias_map(model)
         held = [a for a in protected_aliases if aliases.get(a) == version]
         if held:
-            lock.finished = True
             return _result("archive", name, version, False, f"v{version} kept: it is @{held[0]}")
         if aliases.get(names.champion) == version:
             raise BadInput(
                 f"version {version} of {name!r} is @{names.champion} and cannot be archived",
                 hint="promote another version or roll back first",
             )
+        removed = aliases_of(model, version)
         event = audit.new_event(
             "archive", name, version, reason=reason, actor_name=actor,
-            details={"removed_aliases": aliases_of(model, version)} if aliases_of(model, version) else None,
+            details={"removed_aliases": removed} if removed else None,
         )
         steps = [_set_tag(version, tags.ARCHIVED_AT, event["time"])]
         if reason:
             steps.append(_set_tag(version, tags.ARCHIVE_REASON, reason[:5000]))
-        steps.extend(_delete_alias(alias) for alias in aliases_of(model, version))
+        steps.extend(_delete_alias(alias) for alias in removed)
         if legacy_stages:
             steps.append(_legacy_stage(version, "Archived"))
-        _execute(client, lock, model, steps, event)
-    return _result("archive", name, version, True, f"v{version} archived", event)
+        return claims.Plan(steps, event, _result("archive", name, version, True, f"v{version} archived", event))
+
+    return _run(client, name, names, actor, "archive", decide)
 
 
 def rollback(
@@ -380,8 +462,8 @@ def rollback(
     if not reason or not reason.strip():
         raise BadInput("--reason is required: say why production is rolled back")
     get_model(client, name)
-    with model_lock.hold(client, name, "rollback", _recover(client, name)) as lock:
-        model = get_model(client, name)
+
+    def decide(model: Any) -> Any:
         current = alias_map(model).get(names.champion)
         stack = audit.champion_stack(audit.read(client, name))
         if not stack:
@@ -418,8 +500,55 @@ def rollback(
             steps.append(_delete_tag(target, tags.ARCHIVED_AT))
         if legacy_stages:
             steps.append(_legacy_stage(target, "Production", archive_existing=True))
-        _execute(client, lock, model, steps, event)
-    return _result("rollback", name, target, True, f"@{names.champion} rolled back to v{target} (was v{current})", event)
+        return claims.Plan(steps, event, _result(
+            "rollback", name, target, True, f"@{names.champion} rolled back to v{target} (was v{current})", event))
+
+    return _run(client, name, names, actor, "rollback", decide)
+
+
+def repair(
+    client: "MlflowClient",
+    name: str,
+    names: AliasNames,
+    *,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> Change:
+    """Set @champion, @previous-champion and @challenger back to what the audit record implies.
+
+    For a late write that nobody was left to undo (``status`` reports it): a write of a change that
+    was abandoned reached the server after the change was taken over. A role the record never set
+    is left alone. Recorded as a ``repair`` event; a no-op when the aliases agree with the record."""
+    names.validated()
+    get_model(client, name)
+    decide = _repair_decision(client, name, names, [names.champion, names.previous, names.challenger], {},
+                              actor=actor, reason=reason or "set the aliases back to the audit record")
+    return _run(client, name, names, actor, "repair", decide)
+
+
+def pending_change(client: "MlflowClient", model: Any) -> dict[str, Any] | None:
+    """The change claimed after the last complete one, if any: in progress, or left half-done by a
+    holder that is gone (the next change on the model then finishes or abandons it)."""
+    claim = claims.pending(client, model)
+    if claim is None:
+        return None
+    intent = claim.intent
+    steps = intent.get("steps") or []
+    event = (intent.get("events") or [{}])[-1]
+    return {
+        "seq": claim.seq,
+        "action": event.get("action") or claim.tags.get("action"),
+        "version": event.get("version"),
+        "previous_version": event.get("previous_version"),
+        "actor": claim.tags.get("actor"),
+        "host": claim.tags.get("host"),
+        "pid": claim.tags.get("pid"),
+        "since": audit.now_iso(int(float(claim.tags.get("acquired_at") or 0) * 1000)),
+        "holder_gone": claim.stale(),
+        "committed": bool(steps) and _committed(client, model.name, steps[0]),
+        "commit": steps[0] if steps else None,
+        "description": claim.describe(),
+    }
 
 
 def _v(version: str | None, empty: str = "no champion") -> str:

@@ -15,9 +15,10 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from model_lifecycle.core import rules, yamlcheck
+from model_lifecycle.core.staging import RolloutPolicy, StagingPolicy
 from model_lifecycle.errors import BadInput
 
 TASKS = ("binary", "multiclass", "regression")
@@ -57,8 +58,29 @@ class Slices(_Strict):
 
 
 class Improvement(_Strict):
-    absolute: float | None = Field(None, gt=0, description="Candidate must beat the champion by at least this.")
-    relative: float | None = Field(None, ge=0, le=1, description="...or by this fraction of the champion's value.")
+    absolute: float | None = Field(None, description="Candidate must beat the champion by at least this (> 0).")
+    relative: float | None = Field(None, description="...or by this fraction of the champion's value (0 < R <= 1).")
+
+    @field_validator("absolute", "relative")
+    @classmethod
+    def _a_gain(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """A required gain is positive (MLflow's ``min_absolute_change`` must be). Zero would only ask
+        for "not worse", which is a guardrail; in the statistical modes it would silently mean "any
+        gain the interval confirms". Either way the policy should say so itself."""
+        if value is None:
+            return value
+        if value == 0:
+            raise ValueError(
+                "an improvement of 0 is not a requirement; to allow no drop against the champion use "
+                "guardrail: {max_drop: 0}, to require some gain give a positive value (e.g. 0.001), "
+                "or omit improvement"
+            )
+        if value < 0:
+            raise ValueError(f"must be positive, got {value:g}; "
+                             f"a tolerated drop is guardrail: {{max_drop: {-value:g}}}")
+        if info.field_name == "relative" and value > 1:
+            raise ValueError(f"is a fraction of the champion's value, at most 1, got {value:g}")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> "Improvement":
@@ -126,6 +148,8 @@ class Policy(_Strict):
     checks: Checks = Field(default_factory=Checks)
     tests: Tests = Field(default_factory=Tests)
     retention: Retention = Field(default_factory=Retention)
+    staging: StagingPolicy = Field(default_factory=StagingPolicy)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
     def higher_is_better(self, gate: Gate) -> bool:
         if gate.higher_is_better is not None:

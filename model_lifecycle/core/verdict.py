@@ -116,6 +116,7 @@ def render_markdown(verdict: dict[str, Any]) -> str:
     env.filters["f4"] = _fmt
     env.filters["signed"] = lambda v: "n/a" if v is None else f"{v:+.4f}"
     env.filters["ci"] = lambda m: "" if not m or m.get("ci_low") is None else f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+    env.filters["pair"] = lambda i: "" if not i else f"[{i[0]:+.4f}, {i[1]:+.4f}]"
     results = verdict["results"]
     overall = []
     for metric, cand in results["candidate"][OVERALL]["metrics"].items():
@@ -127,4 +128,5 @@ def render_markdown(verdict: dict[str, Any]) -> str:
     return env.get_template("report.md.j2").render(
         v=verdict, overall=overall, moved=moved_slices(verdict), insufficient=insufficient,
         n_overall=results["candidate"][OVERALL]["n"],
+        intervals=any(g.get("interval") for g in verdict["gates"]),  # the statistical modes' paired intervals
     )

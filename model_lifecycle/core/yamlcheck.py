@@ -14,8 +14,6 @@ from pydantic import BaseModel, ValidationError
 from model_lifecycle.errors import BadInput
 
 
-
-
 def node_line(root: Any, loc: tuple[Any, ...]) -> int | None:
     """Line (1-based) of the YAML node at a pydantic error location, as deep as it exists."""
     import yaml
@@ -61,14 +59,45 @@ def _known_fields(root_model: Any, loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields) if hasattr(model, "model_fields") else []
 
 
-def _describe(root_model: Any, error: dict[str, Any]) -> str:
+def _scalar_text(root: Any, loc: tuple[Any, ...]) -> str | None:
+    """The text of the YAML scalar at a pydantic error location, as written in the file."""
+    import yaml
+
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _quote_hint(error: dict[str, Any], written: str | None) -> str:
+    """When YAML turned unquoted text into a date, number or boolean where text (or a word) was
+    expected: say what it read and how to keep it as written."""
+    import datetime
+
+    value = error.get("input")
+    if error["type"] != "string_type" or isinstance(value, (str, dict, list)) or value is None:
+        return ""
+    kind = ("a date" if isinstance(value, (datetime.date, datetime.datetime)) else
+            "a boolean" if isinstance(value, bool) else "a number" if isinstance(value, (int, float)) else None)
+    if kind is None:
+        return ""
+    text = written if written is not None else str(value)
+    return f"; YAML read {text} as {kind}: quote it to keep it as text, e.g. \"{text}\""
+
+
+def _describe(root_model: Any, error: dict[str, Any], root: Any = None) -> str:
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
         known = _known_fields(root_model, loc)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
         return f"{_path(loc)}: unknown field{hint}"
-    message = error["msg"].removeprefix("Value error, ")
+    message = error["msg"].removeprefix("Value error, ") + _quote_hint(error, _scalar_text(root, loc))
     return f"{_path(loc)}: {message}" if loc else message
 
 
@@ -91,4 +120,4 @@ def parse_model(text: str, source: str, model: type[BaseModel], *, what: str, ne
         first = exc.errors()[0]
         line = node_line(root, tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise BadInput(f"{source}:{line}: {_describe(model, first)}{more}") from exc
+        raise BadInput(f"{source}:{line}: {_describe(model, first, root)}{more}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from model_lifecycle.errors import EXIT_OK, BadInput, ToolkitError
 # command -> inputs it cannot run without
 REQUIRED = {
     "check": ("model-name", "version"), "evaluate": ("model-name", "version"), "compare": ("model-name", "version"),
-    "card": ("model-name", "version"), "stage": ("model-name", "version"), "promote": ("model-name", "version"),
+    "card": ("model-name", "version"), "stage": ("model-name", "version"), "stage-check": ("model-name", "version"),
+    "promote": ("model-name", "version"), "verify-rollout": ("model-name",),
     "rollback": ("model-name", "reason"), "archive": ("model-name",), "notify": ("model-name", "event"),
     "status": ("model-name",),
 }
 COMMANDS = tuple(REQUIRED)
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def value(name: str) -> str:
@@ -44,7 +47,7 @@ def flag(name: str, default: bool = False) -> bool:
     return text == "true"
 
 
-def number(name: str, default: str) -> float:
+def number(name: str, default: str, minimum: float | None = None) -> float:
     text = value(name) or default
     try:
         parsed = float(text)
@@ -52,6 +55,8 @@ def number(name: str, default: str) -> float:
         raise BadInput(f"input {name} must be a number, got {text!r}") from None
     if parsed != parsed or parsed in (float("inf"), float("-inf")):
         raise BadInput(f"input {name} must be a finite number, got {text!r}")
+    if minimum is not None and parsed < minimum:
+        raise BadInput(f"input {name} must be {minimum:g} or more, got {text!r}")
     return parsed
 
 
@@ -83,7 +88,7 @@ class Inputs:
 
 def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
     """command -> the API call it makes (imported only when that command runs)."""
-    from model_lifecycle.api import gate, lifecycle, notify, retention, status
+    from model_lifecycle.api import gate, lifecycle, notify, retention, rollout, stage_check, status
 
     return {
         "check": lambda: gate.check(gate.CheckRequest(
@@ -95,6 +100,10 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
             i.model, i.version, i.policy, holdout=i.holdout, output=str(i.out / "verdict.json"),
             report=str(i.out / "report.md"))),
         "card": lambda: _card(i),
+        "stage-check": lambda: stage_check.stage_check(stage_check.StageCheckRequest(
+            i.model, i.version, i.policy, i.holdout, output=str(i.out / "stage-check.json"))),
+        "verify-rollout": lambda: rollout.verify_rollout(rollout.RolloutRequest(
+            i.model, i.version or None, policy=i.policy, require_endpoints=False)),
         "stage": lambda: lifecycle.stage(lifecycle.StageRequest(i.model, i.version, reason=i.reason)),
         "promote": lambda: lifecycle.promote(lifecycle.PromoteRequest(
             i.model, i.version, expect_champion=value("expect-champion") or None, reason=i.reason,
@@ -102,7 +111,7 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
             allow_unprotected_environment=not flag("require-approval", True))),
         "rollback": lambda: lifecycle.rollback(lifecycle.RollbackRequest(i.model, i.reason or "")),
         "archive": lambda: retention.apply_retention(retention.RetentionRequest(
-            i.model, _count("keep-last", "5"), number("older-than-days", "30"), dry_run=flag("dry-run"),
+            i.model, _count("keep-last", "5"), number("older-than-days", "30", minimum=0), dry_run=flag("dry-run"),
             reason=i.reason)),
         "notify": lambda: notify.notify(notify.NotifyRequest(
             model=i.model, version=i.version or None, event=value("event"), report=value("report") or None,
@@ -114,7 +123,7 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
 
 def _count(name: str, default: str) -> int:
     text = value(name) or default
-    if not text.isdigit():
+    if not _DIGITS.fullmatch(text):  # not str.isdigit(): it accepts '²', which int() refuses
         raise BadInput(f"input {name} must be a whole number, 0 or more, got {text!r}")
     return int(text)
 
@@ -123,7 +132,7 @@ def _pr_number() -> int | None:
     text = value("pr-number")
     if not text:
         return None
-    if not text.isdigit() or not 0 < int(text) < 2**31:
+    if not _DIGITS.fullmatch(text) or len(text) > 10 or not 0 < int(text) < 2**31:
         raise BadInput(f"input pr-number must be a pull request number, got {text!r}")
     return int(text)
 
@@ -163,17 +172,28 @@ def _validated() -> tuple[str, Inputs]:
     for name in REQUIRED[command]:
         if not value(name):
             raise BadInput(f"input {name} must be set when command is {command}")
-    if value("version"):  # validated before it is used in any URI or request
+    version = ""
+    if value("version"):  # validated (1 to 2**31-1: MLflow's int) before it is used in any URI or request
         from model_lifecycle.adapters.registry import parse_version
 
-        parse_version(value("version"), "input version")
+        version = parse_version(value("version"), "input version")
+    expect = value("expect-champion")
+    if command == "promote" and expect and expect.lower() != "none":
+        from model_lifecycle.adapters.registry import parse_version
+
+        parse_version(expect, "input expect-champion")
+    if command == "archive":
+        _count("keep-last", "5")
+        number("older-than-days", "30", minimum=0)
+    if command == "notify":
+        _pr_number()
     if value("tracking-uri"):
         os.environ[settings.TRACKING_URI.name] = value("tracking-uri")
     if command != "notify" and not settings.TRACKING_URI.get():
         raise BadInput(f"input tracking-uri must be set when command is {command}")
     out = Path(value("output-dir") or settings.RUNNER_TEMP.get() or ".") / "model-lifecycle"
     out.mkdir(parents=True, exist_ok=True)
-    return command, Inputs(value("model-name"), value("version"), out, value("policy") or "model-policy.yml",
+    return command, Inputs(value("model-name"), version, out, value("policy") or "model-policy.yml",
                            value("holdout") or None, value("reason") or None)
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, Sequence
 
 from model_lifecycle import settings
@@ -39,6 +41,11 @@ def shared_flags() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="Print one machine-readable JSON document on stdout; human text goes to stderr.",
+    )
+    parent.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Also show MLflow's own output (its INFO log lines, run links, progress bars, FutureWarnings).",
     )
     return parent
 
@@ -125,17 +132,72 @@ def as_payload(result: Any) -> dict[str, Any]:
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
 
-def execute(action: Callable[[], Any], *, json_output: bool = False) -> tuple[int, Any, ToolkitError | None]:
+# What MLflow says on its own while a step runs, none of it about the step's outcome: its INFO log
+# lines ("Creating a new experiment", "Waiting up to 300 seconds ..."), the run and experiment links
+# it prints when a run ends, what ``register_model`` prints, and artifact progress bars (shown once
+# tqdm is installed). Each is written whole by one ``write`` call (a print's newline follows alone).
+_MLFLOW_CHATTER = re.compile(
+    r"^(?:\x1b\[[0-9;]*m)?(?:"
+    r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:DEBUG|INFO) (?:mlflow|alembic|huey)\b"
+    r"|🏃 View run |🧪 View experiment at: "
+    r"|Successfully registered model '|Created version '\d+' of model '"
+    r"|Registered model (?:'.*'|\".*\") already exists\. Creating a new version"
+    r"|(?:Downloading|Uploading) artifacts:"
+    r")"
+)
+
+
+class _WithoutChatter:
+    """A text stream that passes everything on except MLflow's chatter (``_MLFLOW_CHATTER``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._open = False  # a dropped write left its line open: its newline (or a bar's redraw) goes too
+
+    def write(self, text: str) -> int:
+        if _MLFLOW_CHATTER.match(text.lstrip("\r")) or (self._open and not text.strip()):
+            self._open = not text.endswith("\n")
+            return len(text)
+        self._open = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding, fileno: the real stream's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def quiet_mlflow(verbose: bool = False):
+    """Keep MLflow's chatter and FutureWarnings out of a step's output, unless ``verbose``.
+
+    Only those: MLflow's warnings and errors, and every line of the toolkit, still show."""
+    if verbose:
+        yield
+        return
+    out, err = sys.stdout, sys.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        sys.stdout, sys.stderr = _WithoutChatter(out), _WithoutChatter(err)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
+def execute(action: Callable[[], Any], *, json_output: bool = False,
+            verbose: bool = False) -> tuple[int, Any, ToolkitError | None]:
     """Run an API call and map every failure to its exit code: (code, result or None, error or None).
 
-    The one place exceptions are caught, for the command line, the action entry and the demo."""
+    The one place exceptions are caught, for the command line, the action entry and the demo.
+    MLflow's own chatter is left out unless ``verbose`` (or a debug setting) asks for it."""
     settings.bound_mlflow_retries()
+    verbose = verbose or bool(settings.DEBUG.get()) or settings.ACTIONS_STEP_DEBUG.get() == "true"
     try:
-        if json_output:  # libraries print progress to stdout; with --json it belongs to the JSON alone
-            with contextlib.redirect_stdout(sys.stderr):
+        with quiet_mlflow(verbose):
+            if json_output:  # libraries print progress to stdout; with --json it belongs to the JSON alone
+                with contextlib.redirect_stdout(sys.stderr):
+                    result = action()
+            else:
                 result = action()
-        else:
-            result = action()
     except ToolkitError as exc:
         return exc.exit_code, exc.result, exc
     except KeyboardInterrupt:
@@ -149,9 +211,10 @@ def execute(action: Callable[[], Any], *, json_output: bool = False) -> tuple[in
     return getattr(result, "exit_code", EXIT_OK), result, None
 
 
-def run(action: Callable[[], Any], *, json_output: bool, render: Callable[[dict[str, Any]], None] | None = None) -> int:
+def run(action: Callable[[], Any], *, json_output: bool, render: Callable[[dict[str, Any]], None] | None = None,
+        verbose: bool = False) -> int:
     """Run a step for the command line: print its result (JSON or human) and its error, if any."""
-    code, result, error = execute(action, json_output=json_output)
+    code, result, error = execute(action, json_output=json_output, verbose=verbose)
     payload = as_payload(result) if result is not None else None
     if payload is not None:
         payload["ok"] = code == EXIT_OK
@@ -180,7 +243,8 @@ def command(
 
     def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
-        return run(lambda: call(args), json_output=getattr(args, "json", False), render=render)
+        return run(lambda: call(args), json_output=getattr(args, "json", False), render=render,
+                   verbose=getattr(args, "verbose", False))
 
     return main
 
@@ -211,3 +275,19 @@ def console():
 
     width = max(shutil.get_terminal_size((140, 40)).columns, 120)
     return Console(highlight=False, width=width)
+
+
+def bounded(kind: type, low: float, high: float, flag: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` for a finite number within [low, high]; the usage error names the flag."""
+    import math
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a {'whole ' if kind is int else ''}number, got {text!r}")
+        if isinstance(value, float) and not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} must be between {low:g} and {high:g}, got {text!r}")
+        return value
+
+    return parse

@@ -71,6 +71,7 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
     console = cli.console()
     at = {"tracking_uri": tracking_uri}
     name = args.model
+    traffic = None
     with tempfile.TemporaryDirectory(prefix="demo-") as out:
         console.print(Rule("1. train two models"))
         first = show(console, "train gradient boosting", train.train(train.TrainRequest(
@@ -102,6 +103,10 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
                 lifecycle.PromoteRequest(name, version, expect_champion=previous, reason=f"demo: {why}",
                                          approval=lifecycle.Approval(approver, "local", comment), **at)),
                 transition_cmd.render)
+            if traffic is None:
+                console.print(Rule("serve @champion and send it traffic through the next promotion and the rollback"))
+                traffic = Traffic(tracking_uri, name, Path(args.demo_dir) / "capture", second.holdout_path).start()
+                console.print(f"[dim]» serving {name}@champion on {traffic.url} (capture: {traffic.capture})[/]")
 
     console.print(Rule("retention (keeps the champion and the previous champion)"))
     for dry_run in (True, False):
@@ -111,11 +116,100 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
     console.print(Rule(f"roll back to v{v1}"))
     show(console, "rollback", lifecycle.rollback(lifecycle.RollbackRequest(
         name, "demo: pretend v2 misbehaves in production", **at)), transition_cmd.render)
+    if traffic is not None:
+        traffic.wait_for(v1)
+        traffic.stop()
+        console.print(traffic.report())
 
     console.print(Rule("where things stand"))
     final = show(console, "status", status.status(status.StatusRequest(name, audit=True, **at)), status_cmd.render)
     _check_loads(console, tracking_uri, name, v1)
-    return {"ok": True, "model": name, "versions": [v1, v2], "champion": final.champion}
+    served = traffic.summary() if traffic is not None else None
+    return {"ok": True, "model": name, "versions": [v1, v2], "champion": final.champion, "traffic": served}
+
+
+class Traffic:
+    """``serve`` following @champion, and a client that keeps scoring hold-out rows meanwhile."""
+
+    def __init__(self, tracking_uri: str, name: str, capture: Path, holdout_path: str) -> None:
+        import pandas as pd
+
+        from model_lifecycle.api.train import SLICE_COLUMN, TARGET
+        from model_lifecycle.edges.local_server import free_port
+
+        self.port, self.capture = free_port(), capture.resolve()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.rows = pd.read_csv(holdout_path).drop(columns=[TARGET, SLICE_COLUMN])
+        self.argv = [sys.executable, "-m", "model_lifecycle", "serve", "--tracking-uri", tracking_uri, "--model", name,
+                     "--port", str(self.port), "--poll-seconds", "0.5", "--capture-dir", str(self.capture)]
+        self.answers: list[tuple[int, str]] = []
+        self.stopped = __import__("threading").Event()
+
+    def start(self) -> "Traffic":
+        import subprocess
+        import threading
+        import time
+        import urllib.request
+
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+        return self
+
+    def _send(self) -> None:
+        import json
+        import urllib.error
+        import urllib.request
+
+        i = 0
+        while not self.stopped.is_set():
+            rows = self.rows.iloc[[i % len(self.rows)]]
+            body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()
+            request = urllib.request.Request(f"{self.url}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    self.answers.append((answer.status, answer.headers.get("X-Model-Version", "?")))
+            except (urllib.error.URLError, OSError) as error:
+                self.answers.append((getattr(error, "code", 0), "?"))
+            i += 1
+
+    def wait_for(self, version: str, seconds: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not any(v == version for _, v in self.answers[-5:]):
+            time.sleep(0.2)
+        time.sleep(1)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(15)
+        self.process.terminate()  # SIGTERM: the capture queue is flushed
+        self.process.wait(30)
+
+    def summary(self) -> dict[str, Any]:
+        order: list[str] = []
+        for _, version in self.answers:
+            if version != "?" and (not order or order[-1] != version):
+                order.append(version)
+        return {"requests": len(self.answers), "failed": sum(1 for code, _ in self.answers if code != 200),
+                "versions_served": order, "capture": str(self.capture)}
+
+    def report(self) -> str:
+        done = self.summary()
+        files = sorted(self.capture.rglob("*.parquet"))
+        return (f"{done['requests']} requests during the promotion and the rollback, {done['failed']} failed; "
+                f"X-Model-Version went {' -> '.join('v' + v for v in done['versions_served'])}\n"
+                f"captured records: {len(files)} Parquet files under {self.capture} "
+                f"(date=/hour= partitions; read them with pyarrow.dataset or pandas.read_parquet)")
 
 
 def _check_loads(console: Any, tracking_uri: str, name: str, expected: str) -> None:

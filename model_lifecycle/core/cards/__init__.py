@@ -33,6 +33,7 @@ from model_lifecycle.core.cards.rules import (
     REQUIRED,
     REQUIRED_HIGH,
     Gap,
+    author_of,
     check,
     gaps,
     get_path,
@@ -69,7 +70,7 @@ __all__ = [
     "Approval", "CardMeta", "Considerations", "DatasetNotes", "Datasets", "Ethical", "Factor", "Gap",
     "HumanOversight", "IOSpecification", "IntendedUse", "Measure", "Metrics", "ModelDetails", "Operations",
     "Person", "Risk", "TeamCard",
-    "build_card", "canonical", "check", "check_version", "collect_facts", "diff_markdown", "export_cyclonedx",
-    "export_huggingface", "gaps", "get_path", "is_missing", "load_stored", "missing_fields", "render_markdown",
-    "required_paths", "sha256", "status", "store",
+    "author_of", "build_card", "canonical", "check", "check_version", "collect_facts", "diff_markdown",
+    "export_cyclonedx", "export_huggingface", "gaps", "get_path", "is_missing", "load_stored", "missing_fields",
+    "render_markdown", "required_paths", "sha256", "status", "store",
 ]

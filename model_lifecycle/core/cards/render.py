@@ -55,21 +55,38 @@ def render_markdown(card: dict[str, Any]) -> str:
             return "\n".join(f"- {_item(v)}" for v in value)
         return str(value).strip()
 
+    def inline(path: str) -> str:
+        """A list field on one line (``a; b``), for a bullet that already has its label."""
+        value = get_path(team, path)
+        if isinstance(value, list) and not is_missing(value):
+            return "; ".join(_item(v) for v in value if not is_missing(v))
+        return field(path).replace("\n", " ")
+
     return _env().get_template("model_card.md.j2").render(
-        card=card, team=team, facts=facts, field=field, ai_act=AI_ACT_MAP, NOT_PROVIDED=NOT_PROVIDED,
-        slices=_ordered_slices(facts),
+        card=card, team=team, facts=facts, field=field, inline=inline, ai_act=AI_ACT_MAP,
+        NOT_PROVIDED=NOT_PROVIDED, slices=_ordered_slices(facts),
     )
 
 
 _ITEM_ORDER = ("name", "role", "contact", "decision", "date")
+_PERSON = {"name", "role", "contact", "decision", "date"}
 
 
 def _item(value: Any) -> str:
-    """A list entry on one line, keys in a fixed order so rendering never depends on input order."""
-    if isinstance(value, dict):
-        keys = sorted(value, key=lambda k: (_ITEM_ORDER.index(k) if k in _ITEM_ORDER else len(_ITEM_ORDER), k))
-        return ", ".join(f"{k}: {value[k]}" for k in keys if value[k] not in (None, "", []))
-    return str(value)
+    """A list entry on one line, as a reader writes it: ``Ada Lovelace (ML engineer, ada@example.com)``
+    for a person, ``... : approved on 2026-11-27`` for an approval; keys in a fixed order so rendering
+    never depends on input order."""
+    if not isinstance(value, dict):
+        return str(value)
+    given = {k: v for k, v in value.items() if v not in (None, "", [])}
+    if given and set(given) <= _PERSON:
+        details = ", ".join(str(given[k]) for k in ("role", "contact") if k in given)
+        text = str(given.get("name") or "unnamed") + (f" ({details})" if details else "")
+        if "decision" in given:
+            text += f": {given['decision']}" + (f" on {given['date']}" if "date" in given else "")
+        return text
+    keys = sorted(given, key=lambda k: (_ITEM_ORDER.index(k) if k in _ITEM_ORDER else len(_ITEM_ORDER), k))
+    return ", ".join(f"{k}: {given[k]}" for k in keys)
 
 
 def _ordered_slices(facts: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -129,28 +146,90 @@ def _flatten(node: Any, prefix: str) -> dict[str, Any]:
 # --- exports ---------------------------------------------------------------------------------------
 
 
+# License ids the Hugging Face Hub knows (https://huggingface.co/docs/hub/repositories-licenses).
+# Any other licence is exported as ``license: other`` with ``license_name`` and ``license_link``.
+HUB_LICENSES = frozenset("""
+    apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
+    afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0
+    cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0
+    cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0
+    cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl
+    gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc lppl-1.3c ms-pl mpl-2.0 odc-by odbl openrail++ osl-3.0 postgresql
+    ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1 llama3.2 llama3.3 gemma
+    unknown other
+""".split())
+_LICENSE_ALIASES = {"apache-2": "apache-2.0", "apache-license-2.0": "apache-2.0", "apache-license,-version-2.0":
+                    "apache-2.0", "mit-license": "mit", "cc0": "cc0-1.0", "the-unlicense": "unlicense"}
+
+# The Hub's task ids for what the toolkit evaluates (tabular data); the card's task follows its metrics.
+HUB_TASKS = {"classification": ("tabular-classification", "Tabular Classification"),
+             "regression": ("tabular-regression", "Tabular Regression")}
+_REGRESSION_METRICS = {"rmse", "mae", "mse", "r2"}
+
+
+def hub_license(team: dict[str, Any]) -> dict[str, str]:
+    """The Hub's license fields for the card's licence: a Hub id as ``license``; anything else
+    (an internal licence, "N/A: not distributed") as ``other`` with a ``license_name`` slug and a
+    ``license_link`` (the card's ``model_details.license_link``, else the repository's LICENSE file)."""
+    import re
+
+    details = team.get("model_details") or {}
+    text = " ".join(str(details.get("license") or "").split())
+    wanted = text.lower().replace(" ", "-")
+    wanted = _LICENSE_ALIASES.get(wanted, wanted)
+    if wanted in HUB_LICENSES and wanted != "other":
+        return {"license": wanted}
+    reason = re.sub(r"^n/?a(?![a-z0-9])[\s.:;,!\-–—]*", "", text, flags=re.IGNORECASE)
+    slug = re.sub(r"[^a-z0-9.]+", "-", reason.lower()).strip("-.")[:64].rstrip("-.") or "proprietary"
+    return {"license": "other", "license_name": slug, "license_link": details.get("license_link") or "LICENSE"}
+
+
+def hub_task(facts: dict[str, Any]) -> tuple[str, str]:
+    """(task id, name) on the Hub: regression when the evaluation measured regression metrics."""
+    overall = ((facts.get("evaluation") or {}).get("slices") or {}).get("overall", {}).get("metrics", {})
+    return HUB_TASKS["regression" if set(overall) & _REGRESSION_METRICS else "classification"]
+
+
+def hub_model_index(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Hub's ``model-index``: one result for the whole hold-out and one per evaluated slice (its key
+    as the dataset ``config``), each with its metrics; slices too small to measure have no entry."""
+    facts = card["facts"]
+    evaluation = facts.get("evaluation") or {}
+    task_id, task_name = hub_task(facts)
+    results = []
+    for key, entry in _ordered_slices(facts):
+        metrics = [{"type": metric, "value": round(float(stats["value"]), 6), "name": f"{metric} ({key})"}
+                   for metric, stats in sorted(entry.get("metrics", {}).items()) if stats.get("value") is not None]
+        if not metrics:
+            continue
+        dataset: dict[str, Any] = {"type": "holdout", "split": "test",
+                                   "name": "Hold-out set" if key == "overall" else f"Hold-out set, slice {key}"}
+        if key != "overall":
+            dataset["config"] = key
+        if evaluation.get("holdout_sha256"):
+            dataset["revision"] = evaluation["holdout_sha256"]
+        results.append({"task": {"type": task_id, "name": task_name}, "dataset": dataset, "metrics": metrics})
+    registry = facts["registry"]
+    return [{"name": f"{registry['registered_model']} v{registry['version']}", "results": results}]
+
+
 def export_huggingface(card: dict[str, Any]) -> str:
-    """A Hugging Face README: YAML front matter (license, tags, model-index) + the rendered card."""
+    """A Hugging Face README the Hub accepts: YAML front matter (a Hub license id or ``other`` with its
+    name and link, the Hub task as ``pipeline_tag``, tags, and a ``model-index`` with the overall and
+    per-slice results) + the rendered card."""
     import yaml
 
     team, facts = card["team"], card["facts"]
-    overall = ((facts.get("evaluation") or {}).get("slices") or {}).get("overall", {}).get("metrics", {})
-    front = {
-        "license": team["model_details"].get("license") or "other",
+    front: dict[str, Any] = {
+        **hub_license(team),
         "library_name": "mlflow",
+        "pipeline_tag": hub_task(facts)[0],
         "tags": sorted({"mlflow", *facts.get("flavors", [])}),
-        "model-index": [{
-            "name": f"{facts['registry']['registered_model']} v{facts['registry']['version']}",
-            "results": [{
-                "task": {"type": team["model_details"].get("model_type") or "tabular"},
-                "dataset": {"name": "hold-out", "type": "tabular",
-                            "revision": (facts.get("evaluation") or {}).get("holdout_sha256") or ""},
-                "metrics": [{"type": m, "value": round(v["value"], 6)} for m, v in sorted(overall.items())
-                            if v.get("value") is not None],
-            }],
-        }],
     }
-    return "---\n" + yaml.safe_dump(front, sort_keys=True) + "---\n\n" + render_markdown(card)
+    index = hub_model_index(card)
+    if index[0]["results"]:  # the Hub refuses a model-index without results
+        front["model-index"] = index
+    return "---\n" + yaml.safe_dump(front, sort_keys=True, allow_unicode=True) + "---\n\n" + render_markdown(card)
 
 
 def export_cyclonedx(card: dict[str, Any]) -> dict[str, Any]:

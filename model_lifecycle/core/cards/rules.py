@@ -44,8 +44,12 @@ AI_ACT_MAP = [
     ("Art. 72", "post-market monitoring", "operations.post_market_monitoring", "rollback events"),
 ]
 
+# A placeholder alone ("TODO", "none", "???"), or a marker of unfinished work followed by anything
+# ("TODO: later", "TBD - waiting for legal"): the text after it says when, not what.
 _PLACEHOLDER = re.compile(r"^\s*(todo|tbd|tbc|\[more information needed\]|xxx|\?+|-+|none|null)\s*[.:!]?\s*$", re.IGNORECASE)
-_NA = re.compile(r"^\s*n/?a\s*$", re.IGNORECASE)
+_UNFINISHED = re.compile(r"^\s*(todo|tbd|tbc|fixme|xxx|\[more information needed\])(?![a-z0-9])", re.IGNORECASE)
+# "N/A" and what follows it: only a reason after it makes it an answer ("N/A: not distributed").
+_NA = re.compile(r"^\s*n/?a(?![a-z0-9])[\s.:;,!\-–—]*(?P<reason>.*)$", re.IGNORECASE | re.DOTALL)
 
 
 class Gap(NamedTuple):
@@ -60,11 +64,17 @@ class Gap(NamedTuple):
 
 def is_missing(value: Any) -> bool:
     """Placeholders count as missing: empty, TODO, TBD, [More Information Needed], bare "N/A".
-    "N/A: <reason>" is an answer."""
+
+    So does a marker of unfinished work with text after it ("TODO: later", "TBD - waiting"), and
+    "N/A" with punctuation but no reason ("N/A:", "N/A."). "N/A: <reason>" is an answer, unless the
+    reason is itself a placeholder ("N/A: TBD")."""
     if value is None:
         return True
     if isinstance(value, str):
-        return not value.strip() or bool(_PLACEHOLDER.match(value)) or bool(_NA.match(value))
+        if not value.strip() or _PLACEHOLDER.match(value) or _UNFINISHED.match(value):
+            return True
+        na = _NA.match(value)
+        return bool(na) and is_missing(na.group("reason"))
     if isinstance(value, (list, tuple)):
         return not value or all(is_missing(v) for v in value)
     if isinstance(value, dict):
@@ -136,6 +146,32 @@ def _approval_gaps(team: dict[str, Any]) -> list[Gap]:
                              for a in approvals):
         found.append(Gap("card.approvals", "no approval by someone who is not an author"))
     return found
+
+
+def _identities(text: str | None) -> set[str]:
+    """The forms one identity takes: a name, an e-mail address, or a GitHub login written as
+    ``@login``, ``github:login`` or ``https://github.com/login``; compared without case or spacing."""
+    value = " ".join((text or "").split()).lower()
+    if not value:
+        return set()
+    forms = {value}
+    login = re.sub(r"^(?:@|github:|(?:https?://)?(?:www\.)?github\.com/)", "", value).strip("/")
+    if login and login != value:
+        forms.add(login)
+    return forms
+
+
+def author_of(team: dict[str, Any], approver: str | None) -> str | None:
+    """The card's author (``card.authors``) who is ``approver``, by name, contact or GitHub login, or None.
+
+    High-risk cards need an approver who did not write the card (the four-eyes rule of Art. 14/17)."""
+    wanted = _identities(approver)
+    if not wanted:
+        return None
+    for author in (team.get("card") or {}).get("authors") or []:
+        if wanted & (_identities(author.get("name")) | _identities(author.get("contact"))):
+            return author.get("name") or author.get("contact")
+    return None
 
 
 def missing_fields(team: dict[str, Any], facts: dict[str, Any] | None = None) -> list[str]:

@@ -48,6 +48,7 @@ class ModelDetails(_Open):
     architecture: str | None = None
     training_algorithm: str | None = None
     license: str | None = None
+    license_link: str | None = None  # where an own licence's text is (the Hub export's license_link)
 
 
 class IntendedUse(_Open):

@@ -6,6 +6,9 @@ version, so every former champion stays loadable for audits. --dry-run shows the
 
 from __future__ import annotations
 
+import argparse
+import math
+import re
 from typing import Any
 
 from model_lifecycle.edges import common as cli
@@ -16,12 +19,30 @@ EXAMPLES = """\
 """
 
 
+def whole_number(text: str) -> int:
+    """argparse ``type=`` of --keep-last: ASCII digits only ('²' passes str.isdigit but not int())."""
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
+    return int(text.strip())
+
+
+def days(text: str) -> float:
+    """argparse ``type=`` of --older-than: a finite number of days, 0 or more (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number of days, 0 or more, got {text!r}")
+    return value
+
+
 def build_parser() -> cli.ArgumentParser:
     parser = cli.make_parser("archive.py", __doc__.splitlines()[0], EXAMPLES)
     cli.add_model_flag(parser)
-    parser.add_argument("--keep-last", type=int, required=True, metavar="K", help="Always keep the K newest versions.")
+    parser.add_argument("--keep-last", type=whole_number, required=True, metavar="K", help="Always keep the K newest versions.")
     parser.add_argument(
-        "--older-than", type=float, required=True, metavar="DAYS",
+        "--older-than", type=days, required=True, metavar="DAYS",
         help="Archive only versions older than DAYS; a version that was champion within DAYS is kept too.",
     )
     parser.add_argument("--dry-run", action="store_true", help="List what would be archived; change nothing.")

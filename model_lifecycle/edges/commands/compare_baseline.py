@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_lifecycle.adapters import registry
 from model_lifecycle.edges import common as cli
 
 EXAMPLES = """\
@@ -20,9 +21,9 @@ EXAMPLES = """\
 def build_parser() -> cli.ArgumentParser:
     parser = cli.make_parser("compare_baseline.py", __doc__.splitlines()[0], EXAMPLES)
     cli.add_model_flag(parser)
-    parser.add_argument("--candidate", required=True, metavar="VERSION", help="The candidate model version.")
+    parser.add_argument("--candidate", required=True, type=registry.version_arg, metavar="VERSION", help="The candidate model version.")
     parser.add_argument("--policy", default="model-policy.yml", help="Policy file (default: model-policy.yml).")
-    parser.add_argument("--baseline", metavar="VERSION", help="Compare with this version instead of @champion.")
+    parser.add_argument("--baseline", type=registry.version_arg, metavar="VERSION", help="Compare with this version instead of @champion.")
     parser.add_argument("--holdout", metavar="PATH", help="Override the policy's holdout.path.")
     parser.add_argument("--output", default="verdict.json", help="Where the JSON verdict is written (default: verdict.json).")
     parser.add_argument("--report", default="report.md", help="Where the Markdown report is written (default: report.md).")

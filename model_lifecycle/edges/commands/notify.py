@@ -66,5 +66,5 @@ def render(result: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return cli.run(lambda: _run(args), json_output=args.json, render=render)
+    return cli.run(lambda: _run(args), json_output=args.json, render=render, verbose=args.verbose)
 

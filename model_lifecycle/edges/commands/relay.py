@@ -2,6 +2,8 @@
 
   serve             run the relay (HTTP intake, forwarding worker, reconciler) until stopped
   register-webhook  create or update the MLflow webhook that points at the relay
+  failed            list the events the relay gave up on (version gone, GitHub refused, attempts used up)
+  requeue           queue failed events again (--id N, repeatable, or --all)
 
 Secrets come from environment variables, never flags: the webhook secret ($RELAY_WEBHOOK_SECRET)
 and the GitHub token ($GITHUB_TOKEN, needs contents: write on the target repository).
@@ -23,7 +25,26 @@ EXAMPLES = """\
       --tracking-uri http://mlflow:5000 --db /var/lib/relay/relay.db --port 8787
   RELAY_WEBHOOK_SECRET=... python scripts/relay.py register-webhook --tracking-uri http://mlflow:5000 \\
       --url https://relay.example.com/webhook
+  python scripts/relay.py failed --db /var/lib/relay/relay.db
+  python scripts/relay.py requeue --db /var/lib/relay/relay.db --id 42     (or --all)
 """
+
+
+def _positive(kind: type, flag: str):
+    """argparse type: a number above zero; the usage error names the flag."""
+    import argparse
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{flag} must be above 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -41,10 +62,27 @@ def build_parser() -> cli.ArgumentParser:
     serve.add_argument("--max-body", type=int, default=1 << 20, help="Largest accepted body in bytes (1 MiB).")
     serve.add_argument("--reconcile-seconds", type=float, default=60.0, help="How often to reconcile (60 s).")
     serve.add_argument("--models", default="", help="Comma-separated models to reconcile (default: all).")
+    serve.add_argument("--max-attempts", type=_positive(int, "--max-attempts"), default=30,
+                       help="Attempts per event before it is marked failed (30; see `requeue`).")
+    serve.add_argument("--lookup-timeout", type=_positive(float, "--lookup-timeout"), default=10.0,
+                       help="Seconds to wait for MLflow's answer when looking up a version's run_id (10).")
+    serve.add_argument("--request-timeout", type=_positive(float, "--request-timeout"), default=5.0,
+                       help="Seconds a client has to send a request, head and body (5).")
+    serve.add_argument("--max-connections", type=_positive(int, "--max-connections"), default=256,
+                       help="Open client connections (256, kept below the file-descriptor limit); beyond it "
+                            "the longest-idle connection is closed.")
     hook = sub.add_parser("register-webhook", help="Create or update the MLflow webhook.", parents=shared)
     hook.add_argument("--url", required=True, help="The relay's public URL, ending in /webhook.")
     hook.add_argument("--name", default="model-promotion-relay", help="Webhook name (default model-promotion-relay).")
     hook.add_argument("--secret-env", default="RELAY_WEBHOOK_SECRET", help="Variable holding the webhook secret.")
+    failed = sub.add_parser("failed", help="List the events the relay gave up on.", parents=shared)
+    failed.add_argument("--db", default="relay.db", help="The relay's sqlite file (default relay.db).")
+    requeue = sub.add_parser("requeue", help="Queue failed events again.", parents=shared)
+    requeue.add_argument("--db", default="relay.db", help="The relay's sqlite file (default relay.db).")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=_positive(int, "--id"), action="append", dest="ids",
+                       help="A failed event's id (from `failed`); repeat for several.")
+    which.add_argument("--all", action="store_true", help="Every failed event.")
     return parser
 
 
@@ -58,6 +96,8 @@ def _serve(args: Any) -> dict[str, Any]:
         host=args.host, port=args.port, tolerance_seconds=args.tolerance, max_body_bytes=args.max_body,
         reconcile_seconds=args.reconcile_seconds, models=[m.strip() for m in args.models.split(",") if m.strip()],
         tracking_uri=args.tracking_uri, secret_name=f"${args.secret_env}", token_name=f"${args.token_env}",
+        max_attempts=args.max_attempts, lookup_timeout_seconds=args.lookup_timeout,
+        request_timeout_seconds=args.request_timeout, max_connections=args.max_connections,
     ))
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -71,13 +111,43 @@ def _serve(args: Any) -> dict[str, Any]:
 def call(args: Any) -> Any:
     if args.command == "serve":
         return _serve(args)
+    if args.command == "failed":
+        from model_lifecycle.api.relay import failed_events
+
+        return failed_events(args.db)
+    if args.command == "requeue":
+        from model_lifecycle.api.relay import requeue_events
+
+        return requeue_events(args.db, None if args.all else args.ids)
     from model_lifecycle.api.relay import WebhookRequest, register_webhook
 
     return register_webhook(WebhookRequest(args.url, os.environ.get(args.secret_env, ""), name=args.name,
                                            tracking_uri=args.tracking_uri, secret_name=f"${args.secret_env}"))
 
 
+def _when(epoch: float | None) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if epoch else "-"
+
+
 def render(result: dict[str, Any]) -> None:
+    if result["command"] == "failed":
+        events = result["events"]
+        if not events:
+            print(f"✔ no failed events in {result['db']}")
+            return
+        print(f"{len(events)} failed event(s) in {result['db']}:")
+        for e in events:
+            what = f"v{e['version']}" if e["event_type"] == "model-registered" else f"@{e['alias']} -> v{e['version'] or '-'}"
+            print(f"  id {e['id']}: {e['event_type']} {e['model']!r} {what}  failed {_when(e['failed_at'])} after "
+                  f"{e['attempts']} attempt(s): {e['error']}")
+        print(f"  queue them again: relay.py requeue --db {result['db']} --id ID  (or --all)")
+        return
+    if result["command"] == "requeue":
+        ids = ", ".join(str(i) for i in result["requeued"]) or "none"
+        print(f"✔ queued again: {ids} (the running relay sends them within a second)")
+        return
     if result["command"] == "register-webhook":
         print(f"✔ webhook {result['action']}: {result['url']} for {', '.join(result['events'])}")
         print("  The MLflow server needs MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY (a Fernet key, the same on every")

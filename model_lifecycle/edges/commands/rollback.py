@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_lifecycle.adapters import registry
 from model_lifecycle.edges import common as cli
 
 EXAMPLES = """\
@@ -19,7 +20,7 @@ EXAMPLES = """\
 def build_parser() -> cli.ArgumentParser:
     parser = cli.make_parser("rollback.py", __doc__.splitlines()[0], EXAMPLES)
     cli.add_model_flag(parser)
-    parser.add_argument("--to-version", help="An earlier recorded champion to return to (default: the previous one).")
+    parser.add_argument("--to-version", type=registry.version_arg, help="An earlier recorded champion to return to (default: the previous one).")
     parser.add_argument(
         "--legacy-stages", action="store_true", help="Also mirror to MLflow's deprecated stages."
     )

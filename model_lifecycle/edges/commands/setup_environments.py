@@ -1,6 +1,7 @@
 """Create or update the `staging` and `production` environments: required reviewers (the human
 gate), prevent self-review, and deployment from protected branches only. Idempotent: prints what
-it changed, and nothing when all is already as asked.
+it changed, and nothing when all is already as asked. Reviewers are compared by GitHub's (type, id);
+at most 6 (GitHub's limit, refused before any call); a wait timer set by hand is kept.
 
 Needs a token with repository administration rights (GITHUB_TOKEN or --token-env NAME).
 """
@@ -22,7 +23,7 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.make_parser("setup_environments.py", __doc__.splitlines()[0], EXAMPLES, shared=False)
     parser.add_argument("--json", action="store_true", help="Print one machine-readable JSON document on stdout.")
     parser.add_argument("--repo", required=True, help="OWNER/REPO.")
-    parser.add_argument("--reviewers", required=True, help="Comma-separated GitHub logins or org/team slugs.")
+    parser.add_argument("--reviewers", required=True, help="Comma-separated GitHub logins or org/team slugs, at most 6.")
     parser.add_argument("--environments", default="staging,production", help="Which environments (default: staging,production).")
     parser.add_argument("--allow-self-review", action="store_true", help="Let whoever triggered the run approve it.")
     parser.add_argument("--any-branch", action="store_true", help="Allow deployments from any branch, not only protected ones.")

@@ -22,6 +22,10 @@ def build_parser() -> cli.ArgumentParser:
     parser = cli.make_parser("status.py", __doc__.splitlines()[0], EXAMPLES)
     cli.add_model_flag(parser)
     parser.add_argument("--audit", action="store_true", help="Also show the audit history (every recorded change).")
+    parser.add_argument("--repair", action="store_true",
+                        help="Set the aliases back to the audit record after a late write that status reported "
+                             "(audited as a repair event), then show the status.")
+    parser.add_argument("--reason", help="With --repair: why (recorded in the audit record).")
     parser.add_argument(
         "--at", metavar="TIMESTAMP", help="Answer which version was champion at this moment (ISO 8601 or epoch seconds)."
     )
@@ -32,6 +36,10 @@ def build_parser() -> cli.ArgumentParser:
 def call(args: Any) -> Any:
     from model_lifecycle.api.status import StatusRequest, status
 
+    if args.repair:
+        from model_lifecycle.api.lifecycle import RepairRequest, repair
+
+        repair(RepairRequest(args.model, args.reason, aliases=cli.alias_names(args), tracking_uri=args.tracking_uri))
     return status(StatusRequest(args.model, audit=args.audit, at=args.at, aliases=cli.alias_names(args),
                                 tracking_uri=args.tracking_uri))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from model_lifecycle.adapters import registry
 from model_lifecycle.edges import common as cli
 from model_lifecycle.errors import BadInput
 
@@ -20,10 +21,15 @@ EXAMPLES = """\
 """
 
 
+def expected_champion(text: str) -> str:
+    """argparse ``type=`` of --expect-champion: a version number, or 'none' for no champion."""
+    return "none" if text.strip().lower() == "none" else registry.version_arg(text)
+
+
 def build_parser() -> cli.ArgumentParser:
     parser = cli.make_parser("transition.py", __doc__.splitlines()[0], EXAMPLES)
     cli.add_model_flag(parser)
-    parser.add_argument("--version", required=True, help="The model version to move.")
+    parser.add_argument("--version", required=True, type=registry.version_arg, help="The model version to move.")
     parser.add_argument(
         "--to",
         required=True,
@@ -32,6 +38,7 @@ def build_parser() -> cli.ArgumentParser:
     )
     parser.add_argument(
         "--expect-champion",
+        type=expected_champion,
         metavar="N|none",
         help="Compare-and-set: the champion version you saw ('none' if there was none). "
         "If it moved since, nothing changes and the exit code is 1.",
