@@ -128,6 +128,7 @@ def test_promotion_and_rollback_under_load_fail_no_request_and_capture_every_rec
         log = server.stop()
     assert stats["dropped_queue_full"] == stats["dropped_write_error"] == stats["parse_errors"] == 0, stats
     assert [a for a in answers if a[0] != 200] == [], log[-2000:]
+    assert server.process.returncode == 0, log[-2000:]  # a clean stop (SIGTERM) exits 0, capture flushed
     versions = [v for _, v, _, _ in answers]
     assert v2 in versions and versions[-1] == v1
     assert versions.index(v2) > 0  # v1 first, then v2, then v1 again

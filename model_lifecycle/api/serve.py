@@ -134,4 +134,26 @@ def run(stack: ServingStack) -> None:
         stack.shadow.start()
     config = uvicorn.Config(stack.app, host=stack.request.host, port=stack.request.port, log_level="warning",
                             access_log=False, lifespan="on")
-    uvicorn.Server(config).run()  # the app's lifespan shutdown flushes the capture queue
+    _server_class()(config).run()  # the app's lifespan shutdown flushes the capture queue
+
+
+def _server_class() -> Any:
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown, so a clean stop would exit -15;
+        a supervisor should see 0 for a stop that flushed everything."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server

@@ -29,21 +29,38 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 @dataclass(frozen=True)
 class Served:
-    """One loaded version: its pyfunc model and the scoring app built on it."""
+    """One loaded version: its pyfunc model, the scoring app built on it, and its downloaded files."""
 
     version: str
     model: Any
     app: Any
     since: float  # epoch seconds when it started serving
+    folder: str | None = None  # the download, removed when the version is dropped
+
+    def drop(self) -> None:
+        if self.folder:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def load_version(model_name: str, version: str) -> Served:
-    """Load ``models:/<name>/<version>`` and build MLflow's scoring app on it (slow: do it off the request path)."""
+    """Load ``models:/<name>/<version>`` into a folder of its own and build MLflow's scoring app on it
+    (slow: done off the request path)."""
+    import tempfile
+
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
-    return Served(version, model, scoring_server.init(model), time.time())
+    folder = tempfile.mkdtemp(prefix=f"serve-{version}-")
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}", dst_path=folder)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Served(version, model, scoring_server.init(model), time.time(), folder)
 
 
 class Metrics:
@@ -99,6 +116,7 @@ class AliasFollower:
         self.loader = loader
         self.metrics = metrics
         self.current: Served | None = None
+        self.previous: Served | None = None  # kept loaded: a rollback to it switches at once
         self.last_error: str | None = None
         self.last_checked: float | None = None
         self._refresh_lock = threading.Lock()
@@ -123,15 +141,22 @@ class AliasFollower:
                 return {"changed": False, "error": self.last_error}
             if self.current is not None and self.current.version == version:
                 return {"changed": False, "version": version}
-            try:
-                loaded = self.loader(self.model_name, version)
-            except Exception as exc:  # noqa: BLE001 - a version that cannot load is never switched to
-                self.last_error = f"v{version} failed to load: {type(exc).__name__}: {exc}"
-                log.error("%s; still serving v%s", self.last_error, self.current.version if self.current else "-")
-                if self.metrics:
-                    self.metrics.reloads.labels("failed").inc()
-                return {"changed": False, "error": self.last_error}
+            warm = self.previous if self.previous is not None and self.previous.version == version else None
+            if warm is not None:  # a rollback to the version served before: no download, no load
+                loaded = Served(version, warm.model, warm.app, time.time(), warm.folder)
+            else:
+                try:
+                    loaded = self.loader(self.model_name, version)
+                except Exception as exc:  # noqa: BLE001 - a version that cannot load is never switched to
+                    self.last_error = f"v{version} failed to load: {type(exc).__name__}: {exc}"
+                    log.error("%s; still serving v%s", self.last_error, self.current.version if self.current else "-")
+                    if self.metrics:
+                        self.metrics.reloads.labels("failed").inc()
+                    return {"changed": False, "error": self.last_error}
             previous, self.current, self.last_error = self.current, loaded, None  # the atomic switch
+            evicted, self.previous = (self.previous if warm is None else None), previous
+            if evicted is not None:
+                evicted.drop()  # two versions stay loaded: the current one and the one before it
             if self.metrics:
                 self.metrics.reloads.labels("switched").inc()
                 if previous is not None:
