@@ -184,13 +184,14 @@ def promote(request: PromoteRequest) -> Change:
         )
     approval = _github_approval(request) if request.github_environment else request.approval
     evidence = dict(request.evidence)
+    approver = approval.approver if approval else None
     recorded = None
     if approval is not None:
         recorded = {k: v for k, v in vars(approval).items() if k != "approver" and v is not None}
     return lifecycle.promote(
         client, request.model, version, names, expect_champion=expect, force=request.force,
-        reason=request.reason, actor=request.actor, approver=approval.approver if approval else None,
-        approval=recorded, evidence=evidence, gate=lambda: _card_gate(client, request, version, evidence, approval.approver if approval else None), legacy_stages=request.legacy_stages,
+        reason=request.reason, actor=request.actor, approver=approver, approval=recorded, evidence=evidence,
+        gate=lambda: _card_gate(client, request, version, evidence, approver), legacy_stages=request.legacy_stages,
     )
 
 
