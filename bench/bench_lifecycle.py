@@ -184,9 +184,31 @@ def make_client(uri: str) -> "MlflowClient":
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def record_passing_verdict(client: "MlflowClient", version: str) -> None:
+    """Untimed: the verdict tags a passing ``compare_baseline.py`` leaves on a version, against the
+    current champion (staging and production refuse a version without them). No evaluation run, so
+    no run id tag: these versions have no model to evaluate."""
+    from model_lifecycle import tags
+    from model_lifecycle.adapters import registry
+    from model_lifecycle.core import verdict as verdicts
+
+    try:
+        champion = str(client.get_model_version_by_alias(TOOLKIT_MODEL, NAMES.champion).version)
+    except Exception as exc:  # noqa: BLE001 - no champion yet (the warm-up's first promotion)
+        if not registry.is_not_found(exc):
+            raise
+        champion = None
+    digest = verdicts.digest({"model": TOOLKIT_MODEL, "candidate": version, "baseline": champion, "passed": True})
+    for key, value in ((tags.VERDICT_SHA256, digest), (tags.VERDICT_PASSED, "true"),
+                       (tags.VERDICT_BASELINE, champion or "none")):
+        client.set_model_version_tag(TOOLKIT_MODEL, version, key, value)
+
+
 def stage_new_challenger(client: "MlflowClient") -> str:
-    """Untimed: register one more version and make it @challenger, as the gate would."""
+    """Untimed: register one more version, record its passing verdict and make it @challenger, as the
+    gate would."""
     version = str(client.create_model_version(TOOLKIT_MODEL, SOURCE, await_creation_for=0).version)
+    record_passing_verdict(client, version)
     lifecycle.stage(client, TOOLKIT_MODEL, version, NAMES, reason="bench")
     return version
 

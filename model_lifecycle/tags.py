@@ -68,3 +68,18 @@ CHANGE_SEQ = "lifecycle.change_seq"  # registered-model tag: the number of the m
 # --- version tags: the staging deployment check (written by stage-check, read by promote and cards) --
 STAGING_PASSED = "lifecycle.staging.passed"
 STAGING_SHA256 = "lifecycle.staging.sha256"
+
+# --- monitoring (core/monitoring): the reference profile and each production window ------------------
+PROFILE_RUN_ID = "lifecycle.profile.run_id"  # version tag: the run holding the version's reference profile
+PROFILE_SHA256 = "lifecycle.profile.sha256"
+PROFILE_ARTIFACT = "reference_profile.json"  # artifact path of the profile in that run
+MONITOR_STATUS = "lifecycle.monitor.status"  # version tag: healthy, warning, breach or insufficient_data
+MONITOR_LAST_RUN_ID = "lifecycle.monitor.last_run_id"
+MONITOR_LAST_WINDOW_END = "lifecycle.monitor.last_window_end"  # ISO time of the last window's end
+RUN_KIND = "lifecycle.run_kind"  # run tag: monitor (one window) or monitor-series (a version's time series)
+RUN_WINDOW_START = "lifecycle.window.start"  # run tags of a monitoring window (ISO times, UTC)
+RUN_WINDOW_END = "lifecycle.window.end"
+RUN_WINDOW_END_MS = "lifecycle.window.end_ms"
+RUN_WINDOW_STATUS = "lifecycle.window.status"
+RUN_FINDINGS_SHA256 = "lifecycle.window.findings_sha256"
+RUN_WINDOW_ACTION = "lifecycle.window.action"  # none, notify, rollback, rollback-refused, cool-down

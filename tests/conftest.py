@@ -133,3 +133,36 @@ def audit_events(client, name: str) -> list[dict[str, Any]]:
 
 def aliases(client, name: str) -> dict[str, str]:
     return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+
+
+CURRENT_CHAMPION = "current @champion"
+
+
+def record_passing_verdict(client, name: str, version: str, baseline: str | None = CURRENT_CHAMPION) -> str:
+    """Leave ``version`` as a passing ``compare_baseline`` leaves it, for set-ups that are not about the
+    gate (test_gate.py runs the real one): a run in the evaluation experiment holding ``verdict.json``,
+    and the four verdict tags compare writes (digest, passed, run id, baseline). ``baseline`` is the
+    champion it was compared with, None for none; by default the current @champion, as compare reads
+    it. Staging and production refuse a version without such a verdict. Returns the digest."""
+    from model_lifecycle import tags
+    from model_lifecycle.adapters import registry
+    from model_lifecycle.api.gate import DEFAULT_EXPERIMENT
+    from model_lifecycle.core import verdict as verdicts
+
+    version = str(version)
+    if baseline == CURRENT_CHAMPION:
+        baseline = aliases(client, name).get(tags.CHAMPION_ALIAS)
+    baseline = None if baseline is None or baseline == version else str(baseline)
+    verdict = {"schema": 1, "model": name, "passed": True, "failures": [],
+               "candidate": {"version": version, "uri": f"models:/{name}/{version}"},
+               "baseline": {"version": baseline, "uri": f"models:/{name}/{baseline}"} if baseline else None,
+               "note": "recorded by a test set-up that is not about the gate"}
+    digest = verdicts.digest(verdict)
+    run = client.create_run(registry.experiment_id(client, DEFAULT_EXPERIMENT), run_name=f"verdict {name} v{version}",
+                            tags={tags.RUN_MODEL: name, tags.RUN_VERSION: version})
+    client.log_text(run.info.run_id, json.dumps(verdict, indent=2, sort_keys=True), "verdict.json")
+    client.set_terminated(run.info.run_id)
+    for key, value in ((tags.VERDICT_SHA256, digest), (tags.VERDICT_PASSED, "true"),
+                       (tags.VERDICT_RUN_ID, run.info.run_id), (tags.VERDICT_BASELINE, baseline or "none")):
+        client.set_model_version_tag(name, version, key, value)
+    return digest

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import REPO, aliases, audit_events, call, run_script
+from conftest import REPO, aliases, audit_events, call, record_passing_verdict, run_script
 
 from model_lifecycle.edges import local_server
 from model_lifecycle.edges.commands import transition
@@ -21,7 +21,9 @@ from model_lifecycle.edges.commands import transition
 @pytest.fixture()
 def staged(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    call(transition, ["--tracking-uri", tracking_uri, "--model", model_name, "--version", v1, "--to", "staging"])
+    record_passing_verdict(client, model_name, v1)
+    base = ["--tracking-uri", tracking_uri, "--model", model_name]
+    assert call(transition, [*base, "--version", v1, "--to", "staging"])[0] == 0
     return model_name, (aliases(client, model_name), len(audit_events(client, model_name)))
 
 
@@ -181,6 +183,7 @@ def test_promoting_an_archived_version_is_bad_input_before_the_card_check(client
                                                                            model_name):
     v1, v2 = make_versions(2)
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
+    record_passing_verdict(client, model_name, v1)
     assert call(transition, [*base, "--version", v1, "--to", "staging"])[0] == 0
     assert call(transition, [*base, "--version", v2, "--to", "archived", "--reason", "superseded"])[0] == 0
     before = (aliases(client, model_name), len(audit_events(client, model_name)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, aliases, audit_events, call
+from conftest import REPO, aliases, audit_events, call, record_passing_verdict
 
 from model_lifecycle.core import cards
 from model_lifecycle.edges.commands import evaluate
@@ -181,7 +181,8 @@ def test_a_tampered_stored_card_is_refused(client, tracking_uri, model_name, tmp
 def test_promotion_refuses_an_incomplete_card_then_accepts_the_completed_one(client, tracking_uri, model_name, tmp_path, evaluated):
     version, card, _ = evaluated
     base = ["--tracking-uri", tracking_uri, "--model", model_name, "--version", version]
-    call(transition, [*base, "--to", "staging"])
+    record_passing_verdict(client, model_name, version)
+    assert call(transition, [*base, "--to", "staging"])[0] == 0
     card["caveats_and_recommendations"] = "TBD"
     build(tracking_uri, model_name, version, write_card(tmp_path, card))
     code, result = call(transition, [*base, "--to", "production", "--expect-champion", "none"])
@@ -323,7 +324,8 @@ def test_a_high_risk_promotion_approved_by_an_author_is_refused(client, tracking
                                                                 approver, author):
     version, card, _ = evaluated
     base = ["--tracking-uri", tracking_uri, "--model", model_name, "--version", version]
-    call(transition, [*base, "--to", "staging"])
+    record_passing_verdict(client, model_name, version)
+    assert call(transition, [*base, "--to", "staging"])[0] == 0
     code, built = build(tracking_uri, model_name, version, write_card(tmp_path, high_risk(card)))
     assert code == 0 and built["complete"], built
     code, result = call(transition, [*base, "--to", "production", "--expect-champion", "none", "--approver", approver])
@@ -362,7 +364,8 @@ def test_the_card_gate_checks_the_resolved_approver_such_as_a_github_reviewer(tr
 def test_below_high_risk_an_author_may_approve(client, tracking_uri, model_name, tmp_path, evaluated):
     version, card, _ = evaluated
     base = ["--tracking-uri", tracking_uri, "--model", model_name, "--version", version]
-    call(transition, [*base, "--to", "staging"])
+    record_passing_verdict(client, model_name, version)
+    assert call(transition, [*base, "--to", "staging"])[0] == 0
     build(tracking_uri, model_name, version, write_card(tmp_path, card))
     code, result = call(transition, [*base, "--to", "production", "--expect-champion", "none",
                                      "--approver", "Demo Author"])

@@ -3,7 +3,8 @@
 * the champion history behind rollback (``audit.champion_stack`` / ``champion_at``);
 * retention plans (``retention.plan`` / ``champions_since``);
 * model-card completeness (``cards.is_missing`` / ``missing_fields`` / ``required_paths``);
-* the gate's evidence carried by the registry (``lifecycle.verdict_evidence``).
+* the gate's evidence carried by the registry (``lifecycle.verdict_evidence``), and whether its
+  verdict lets a version into staging or production (``lifecycle.verdict_problem``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import yaml
 from model_lifecycle import tags
 from model_lifecycle.core import cards
 from model_lifecycle.core.audit import champion_at, champion_stack
-from model_lifecycle.core.lifecycle import AliasNames, verdict_evidence
+from model_lifecycle.core.lifecycle import AliasNames, verdict_evidence, verdict_problem
 from model_lifecycle.core.retention import DAY_MS, champions_since, plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -533,3 +534,34 @@ def test_high_risk_paths_are_not_required_below_high(tier):
 )
 def test_verdict_evidence(version_tags, expected):
     assert verdict_evidence(SimpleNamespace(version="3", tags=version_tags)) == expected
+
+
+NO_VERDICT = "it has no gate verdict (run compare_baseline.py against the current champion)"
+
+
+@pytest.mark.parametrize(
+    ("version_tags", "champion", "expected"),
+    [
+        pytest.param({tags.VERDICT_PASSED: "true", tags.VERDICT_BASELINE: "3"}, "3", None, id="passed-vs-champion"),
+        pytest.param({tags.VERDICT_PASSED: "true", tags.VERDICT_BASELINE: "none"}, None, None,
+                     id="passed-first-model"),
+        pytest.param({tags.VERDICT_PASSED: "true"}, "3", None, id="passed-recorded-before-the-baseline-tag"),
+        pytest.param(None, None, NO_VERDICT, id="tags-None"),
+        pytest.param({}, "3", NO_VERDICT, id="no-verdict"),
+        pytest.param({tags.VERDICT_SHA256: "sha256:" + "ab" * 32, tags.VERDICT_BASELINE: "3"}, "3", NO_VERDICT,
+                     id="digest-without-passed-is-no-verdict"),
+        pytest.param({tags.VERDICT_PASSED: "false", tags.VERDICT_BASELINE: "3"}, "3",
+                     f"its gate verdict failed ({tags.VERDICT_PASSED}=false)", id="failed"),
+        pytest.param({tags.VERDICT_PASSED: "True", tags.VERDICT_BASELINE: "3"}, "3",
+                     f"its gate verdict failed ({tags.VERDICT_PASSED}=True)", id="only-lowercase-true-passes"),
+        pytest.param({tags.VERDICT_PASSED: "true", tags.VERDICT_BASELINE: "none"}, "3",
+                     "its gate verdict compared it with no champion, but the champion is v3 now", id="stale-first"),
+        pytest.param({tags.VERDICT_PASSED: "true", tags.VERDICT_BASELINE: "2"}, "3",
+                     "its gate verdict compared it with champion v2, but the champion is v3 now", id="stale-other"),
+        pytest.param({tags.VERDICT_PASSED: "true", tags.VERDICT_BASELINE: "2"}, None,
+                     "its gate verdict compared it with champion v2, but there is no champion now",
+                     id="stale-champion-gone"),
+    ],
+)
+def test_verdict_problem(version_tags, champion, expected):
+    assert verdict_problem(SimpleNamespace(version="4", tags=version_tags), champion) == expected

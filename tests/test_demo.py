@@ -6,6 +6,8 @@ import json
 
 from conftest import run_script
 
+from model_lifecycle import tags
+
 
 def test_demo_runs_twice_on_its_own_server(tmp_path):
     from mlflow import MlflowClient
@@ -23,6 +25,9 @@ def test_demo_runs_twice_on_its_own_server(tmp_path):
         assert traffic["failed"] == 0 and traffic["requests"] > 0
         assert traffic["versions_served"][-1] == payload["versions"][0]
         assert payload["versions"][1] in traffic["versions_served"]
+        # the drifted window was a breach, and monitoring rolled the second version back
+        assert payload["monitoring"] == {"status": "breach", "action": "rollback",
+                                         "rolled_back_to": payload["versions"][0]}
         assert_no_mlflow_chatter(result.stdout + result.stderr)
     # read the demo's store back directly: the history of both runs is there
     store = f"sqlite:///{demo_dir / 'mlflow.db'}"
@@ -30,6 +35,17 @@ def test_demo_runs_twice_on_its_own_server(tmp_path):
     model = client.get_registered_model("demo-classifier")
     assert {a: str(v) for a, v in model.aliases.items()}["champion"] == "3"
     assert not client.search_registered_models("name = 'demo-classifier.lifecycle-lock'")
+    rollback = [e for e in _audit(client) if e["action"] == "rollback"][-1]
+    assert "monitoring breach" in rollback["reason"] and "mean_texture" in rollback["reason"]
+    assert set(rollback["evidence"]) == {"monitoring_run", "findings"}
+    window_run = client.get_run(rollback["evidence"]["monitoring_run"])
+    assert window_run.data.tags[tags.RUN_WINDOW_STATUS] == "breach"
+
+
+def _audit(client):
+    from model_lifecycle.core import audit
+
+    return audit.read(client, "demo-classifier")
 
 
 def assert_no_mlflow_chatter(output: str) -> None:

@@ -484,3 +484,16 @@ def test_failing_model_checks_print_each_detail_once_and_one_error_line(tracking
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert errors == [f"error: models:/{model_name}/{version}: 1 of 3 checks failed (model size; details in "
                       f"{tmp_path / 'checks.json'})"], err
+
+
+def test_stage_without_a_recorded_verdict_is_bad_input(tracking_uri, model_name, tmp_path, sliced_world, client):
+    """--no-log records no verdict, so --stage could only be refused later: say so before evaluating."""
+    X, champion, candidate, holdout = sliced_world
+    holdout_path = tmp_path / "holdout.csv"
+    holdout.to_csv(holdout_path, index=False)
+    v1 = log_and_register(tracking_uri, model_name, champion, X)
+    policy = write_policy(tmp_path, holdout_path, "binary", [{"metric": "roc_auc", "floor": 0.5}])
+    code, result = gate(tracking_uri, model_name, v1, policy, tmp_path, "--no-log", "--stage")
+    assert code == 2 and "--stage needs the verdict recorded" in result["error"]
+    assert not client.get_registered_model(model_name).aliases
+    assert not (tmp_path / "verdict.json").exists()

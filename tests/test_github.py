@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import aliases, audit_events, call
+from conftest import aliases, audit_events, call, record_passing_verdict
 from fake_github import FakeGitHub
 
 from model_lifecycle.edges.commands import notify
@@ -148,7 +148,8 @@ def test_an_approval_issue_is_found_again_when_its_label_was_dropped(github, tmp
 def staged(client, tracking_uri, make_versions, model_name, monkeypatch):
     v1, v2 = make_versions(2)
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
-    call(transition, [*base, "--version", v1, "--to", "staging"])
+    record_passing_verdict(client, model_name, v1)
+    assert call(transition, [*base, "--version", v1, "--to", "staging"])[0] == 0
     monkeypatch.setenv("GITHUB_RUN_ID", "4242")
     return base, v1
 

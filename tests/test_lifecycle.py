@@ -6,7 +6,7 @@ import threading
 import time
 
 import pandas as pd
-from conftest import aliases, audit_events, call, run_script
+from conftest import aliases, audit_events, call, record_passing_verdict, run_script
 
 from model_lifecycle.edges.commands import rollback
 from model_lifecycle.edges.commands import status
@@ -34,6 +34,13 @@ def to(tracking_uri, name, version, target, *extra):
     return call(transition, [*uri_args(tracking_uri, name), "--version", version, "--to", target, *extra])
 
 
+def staged(client, tracking_uri, name, version, *extra):
+    """Stage a version the gate passed against the current champion: these tests are not about the
+    gate (test_gate.py is), and staging and production refuse a version without a verdict."""
+    record_passing_verdict(client, name, version)
+    return to(tracking_uri, name, version, "staging", *extra)
+
+
 def test_register_tags_lineage_and_records_the_event(client, trained, make_versions, model_name):
     (v1,) = make_versions(1)
     mv = client.get_model_version(model_name, v1)
@@ -47,7 +54,7 @@ def test_register_tags_lineage_and_records_the_event(client, trained, make_versi
 
 def test_stage_then_promote_serves_the_champion(client, tracking_uri, trained, make_versions, model_name):
     v1, v2 = make_versions(2)
-    assert to(tracking_uri, model_name, v1, "staging", "--reason", "gate passed")[0] == 0
+    assert staged(client, tracking_uri, model_name, v1, "--reason", "gate passed")[0] == 0
     assert aliases(client, model_name) == {"challenger": v1}
     code, result = to(
         tracking_uri, model_name, v1, "production", "--expect-champion", "none",
@@ -68,7 +75,7 @@ def test_stage_then_promote_serves_the_champion(client, tracking_uri, trained, m
     assert len(model.predict(holdout.drop(columns=["target", "size_band"]))) == len(holdout)
 
     # second promotion keeps the old champion reachable for rollback
-    assert to(tracking_uri, model_name, v2, "staging")[0] == 0
+    assert staged(client, tracking_uri, model_name, v2)[0] == 0
     assert to(tracking_uri, model_name, v2, "production", "--expect-champion", v1)[0] == 0
     assert aliases(client, model_name) == {"champion": v2, "previous-champion": v1}
     assert audit_events(client, model_name)[-1]["previous_version"] == v1
@@ -76,9 +83,9 @@ def test_stage_then_promote_serves_the_champion(client, tracking_uri, trained, m
 
 def test_promotion_is_compare_and_set(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     before = (aliases(client, model_name), len(audit_events(client, model_name)))
     code, result = to(tracking_uri, model_name, v2, "production", "--expect-champion", "none")
     assert code == 1
@@ -88,7 +95,7 @@ def test_promotion_is_compare_and_set(client, tracking_uri, make_versions, model
 
 def test_promoting_a_non_challenger_needs_force_with_a_reason(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     code, result = to(tracking_uri, model_name, v2, "production")
     assert code == 1 and "is not @challenger" in result["error"]
     code, result = call(transition, [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production",
@@ -110,7 +117,7 @@ def test_promote_race_exactly_one_wins(client, tracking_uri, make_versions, mode
     from model_lifecycle.errors import Refused
 
     v1, v2, v3, v4 = make_versions(4)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
     barrier = threading.Barrier(3)
     outcomes: dict[str, str] = {}
@@ -145,7 +152,7 @@ def test_promote_race_between_processes(client, tracking_uri, make_versions, mod
     from conftest import REPO
 
     v1, v2, v3 = make_versions(3)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
     procs = [
         subprocess.Popen(
@@ -163,9 +170,9 @@ def test_promote_race_between_processes(client, tracking_uri, make_versions, mod
 
 def test_crash_after_commit_is_finished_by_rerunning(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1,
             *SKIP_CARD, "--reason", "crash test"]
     crashed = run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-commit"})
@@ -188,7 +195,7 @@ def test_rollback_after_two_promotions_goes_to_the_recorded_previous(client, tra
     v1, v2, v3 = make_versions(3)
     # v2 is never champion: rollback must return to v1, not "version minus one"
     for v in (v1, v3):
-        to(tracking_uri, model_name, v, "staging")
+        staged(client, tracking_uri, model_name, v)
         to(tracking_uri, model_name, v, "production")
     code, result = call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "latency regression"])
     assert code == 0, result
@@ -212,9 +219,9 @@ def test_rollback_without_any_promotion_refuses(client, tracking_uri, make_versi
 
 def test_archive_marks_and_unaliases_but_never_the_champion(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     code, result = to(tracking_uri, model_name, v1, "archived")
     assert code == 2 and "cannot be archived" in result["error"]
     code, _ = to(tracking_uri, model_name, v2, "archived", "--reason", "superseded", "--legacy-stages")
@@ -228,7 +235,7 @@ def test_archive_marks_and_unaliases_but_never_the_champion(client, tracking_uri
 def test_legacy_stages_mirror(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
     for v in (v1, v2):
-        to(tracking_uri, model_name, v, "staging", "--legacy-stages")
+        staged(client, tracking_uri, model_name, v, "--legacy-stages")
         to(tracking_uri, model_name, v, "production", "--legacy-stages")
     stages = {v: client.get_model_version(model_name, v).current_stage for v in (v1, v2)}
     assert stages == {v1: "Archived", v2: "Production"}
@@ -236,12 +243,12 @@ def test_legacy_stages_mirror(client, tracking_uri, make_versions, model_name):
 
 def test_status_at_answers_who_was_champion(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
     time.sleep(0.05)
     between = int(time.time() * 1000)
     time.sleep(0.05)
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     to(tracking_uri, model_name, v2, "production")
     promote_v1 = next(e for e in audit_events(client, model_name) if e["action"] == "promote")
     cases = {promote_v1["epoch_ms"] - 1: None, between: v1, int(time.time() * 1000): v2}
@@ -257,7 +264,7 @@ def test_status_at_answers_who_was_champion(client, tracking_uri, make_versions,
 
 def test_status_reports_an_alias_moved_outside_the_toolkit(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
     client.set_registered_model_alias(model_name, "champion", v2)
     code, result = call(status, uri_args(tracking_uri, model_name))
@@ -292,12 +299,12 @@ def test_concurrent_audit_writers_lose_nothing(client, tracking_uri, make_versio
 
 def test_long_non_ascii_reason_keeps_the_audit_record_readable(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     code, _ = to(tracking_uri, model_name, v1, "production", "--reason", "理由" * 2000)
     assert code == 0
     event = audit_events(client, model_name)[-1]
     assert event["action"] == "promote" and event["reason"].startswith("理由") and event["reason"].endswith("...")
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     before = aliases(client, model_name)
     code, result = to(tracking_uri, model_name, v2, "production", "--approver", "x" * 9000)
     assert code == 2 and "too large" in result["error"]
@@ -307,9 +314,9 @@ def test_long_non_ascii_reason_keeps_the_audit_record_readable(client, tracking_
 
 def test_status_reports_a_half_done_change_not_an_outside_one(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1,
             *SKIP_CARD, "--reason", "crash test"]
     assert run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-commit"}).returncode == 70
@@ -326,7 +333,7 @@ def test_status_reports_a_half_done_change_not_an_outside_one(client, tracking_u
 def test_rollback_returns_to_a_champion_set_before_the_toolkit(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
     client.set_registered_model_alias(model_name, "champion", v1)  # the team's champion, before the toolkit
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     assert to(tracking_uri, model_name, v2, "production", "--expect-champion", v1)[0] == 0
     code, result = call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "adopted champion was better"])
     assert code == 0, result
@@ -345,7 +352,7 @@ def test_promoting_the_champion_again_is_a_noop_before_any_gate(client, tracking
     from model_lifecycle.errors import Refused
 
     v1, v2 = make_versions(2)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
     own = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     calls = []
@@ -356,7 +363,7 @@ def test_promoting_the_champion_again_is_a_noop_before_any_gate(client, tracking
 
     again = lifecycle.promote(own, model_name, v1, lifecycle.AliasNames(), expect_champion=v1, gate=card_gate)
     assert again.changed is False and calls == []
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     try:
         lifecycle.promote(own, model_name, v2, lifecycle.AliasNames(), expect_champion=v1, gate=card_gate)
         raise AssertionError("the gate should have refused")
@@ -371,13 +378,13 @@ def test_late_write_of_an_abandoned_change_is_reported_and_repaired(client, trac
     from model_lifecycle.core import lifecycle
 
     v1, v2, v3 = make_versions(3)
-    to(tracking_uri, model_name, v1, "staging")
+    staged(client, tracking_uri, model_name, v1)
     to(tracking_uri, model_name, v1, "production")
-    to(tracking_uri, model_name, v2, "staging")
+    staged(client, tracking_uri, model_name, v2)
     args = [*uri_args(tracking_uri, model_name), "--version", v2, "--to", "production", "--expect-champion", v1,
             *SKIP_CARD, "--reason", "dies before its commit"]
     assert run_script("transition", *args, env={"LIFECYCLE_FAILPOINT": "after-claim"}).returncode == 70
-    assert to(tracking_uri, model_name, v3, "staging")[0] == 0  # takes the dead change over: abandoned
+    assert staged(client, tracking_uri, model_name, v3)[0] == 0  # takes the dead change over: abandoned
     abandoned = [e for e in audit_events(client, model_name) if e["action"] == "abandon"]
     assert len(abandoned) == 1 and abandoned[0]["details"]["commit"]["version"] == v2
     # the dead promotion's alias write, in flight all along, reaches the server now
@@ -391,3 +398,65 @@ def test_late_write_of_an_abandoned_change_is_reported_and_repaired(client, trac
     code, result = call(status, uri_args(tracking_uri, model_name))
     assert "drift" not in result
     assert lifecycle.repair(own, model_name, lifecycle.AliasNames()).changed is False
+
+
+def test_a_version_without_a_gate_verdict_needs_force_for_staging_and_production(client, tracking_uri, make_versions,
+                                                                                  model_name):
+    """Issue 10: a version that never went through the gate must not reach production with two plain
+    transitions. Refused (exit 1, nothing changed) for each, unless forced with a reason, recorded."""
+    from mlflow import MlflowClient
+
+    plain = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def registry_state():
+        model = plain.get_registered_model(model_name)
+        return ({a: str(v) for a, v in model.aliases.items()}, plain.get_model_version(model_name, v1).tags,
+                len(audit_events(plain, model_name)))
+
+    (v1,) = make_versions(1)
+    before = registry_state()
+    code, result = to(tracking_uri, model_name, v1, "staging", "--reason", "no gate")
+    assert code == 1, result
+    assert f"version {v1} of {model_name!r} cannot go to staging: it has no gate verdict" in result["error"]
+    assert "nothing was changed" in result["error"]
+    assert registry_state() == before
+
+    code, result = to(tracking_uri, model_name, v1, "staging", "--force", "--reason", "hotfix, gate skipped")
+    assert code == 0, result
+    assert aliases(plain, model_name) == {"challenger": v1}
+    event = audit_events(plain, model_name)[-1]
+    assert (event["action"], event["version"], event["reason"]) == ("stage", v1, "hotfix, gate skipped")
+    assert event["details"] == {"forced": True, "verdict": "missing"}
+
+    # @challenger now (forced), still no verdict: production refuses it the same way
+    before = registry_state()
+    code, result = to(tracking_uri, model_name, v1, "production", "--expect-champion", "none")
+    assert code == 1, result
+    assert f"version {v1} of {model_name!r} cannot go to production: it has no gate verdict" in result["error"]
+    assert "nothing was changed" in result["error"]
+    assert registry_state() == before
+
+    code, result = to(tracking_uri, model_name, v1, "production", "--expect-champion", "none", "--force",
+                      "--reason", "incident 42: the gate's store is down")
+    assert code == 0 and result["changed"], result
+    assert aliases(plain, model_name) == {"champion": v1}
+    event = audit_events(plain, model_name)[-1]
+    assert (event["action"], event["version"]) == ("promote", v1)
+    assert event["reason"] == "incident 42: the gate's store is down"
+    assert event["details"]["forced"] is True and event["details"]["verdict"] == "missing"
+
+
+def test_a_passing_verdict_is_recorded_and_one_against_another_champion_is_refused(client, tracking_uri,
+                                                                                   make_versions, model_name):
+    v1, v2 = make_versions(2)
+    assert staged(client, tracking_uri, model_name, v1)[0] == 0
+    assert to(tracking_uri, model_name, v1, "production", "--expect-champion", "none")[0] == 0
+    promote = audit_events(client, model_name)[-1]
+    assert promote["details"]["verdict"] == "passed" and promote["details"]["forced"] is False
+    assert promote["evidence"]["verdict"] == client.get_model_version(model_name, v1).tags["lifecycle.verdict.sha256"]
+    # v2's verdict compared it with no champion; the champion is v1 now: stale
+    record_passing_verdict(client, model_name, v2, None)
+    before = (aliases(client, model_name), len(audit_events(client, model_name)))
+    code, result = to(tracking_uri, model_name, v2, "staging")
+    assert code == 1 and "compared it with no champion, but the champion is v1 now" in result["error"], result
+    assert (aliases(client, model_name), len(audit_events(client, model_name))) == before

@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import REPO, aliases, audit_events
+from conftest import REPO, aliases, audit_events, record_passing_verdict
 
 from delay_proxy import DelayProxy
 
@@ -100,6 +100,7 @@ def fresh(client) -> Any:
         client.create_registered_model(name)
         for _ in range(n):
             client.create_model_version(name, SOURCE)
+        record_passing_verdict(client, name, "1", None)  # v1 passed the gate: no champion to compare with
         lifecycle.stage(client, name, "1", lifecycle.AliasNames())
         lifecycle.promote(client, name, "1", lifecycle.AliasNames(), expect_champion="none")
         return name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import aliases, audit_events, call
+from conftest import aliases, audit_events, call, record_passing_verdict
 
 from model_lifecycle.edges.commands import archive
 from model_lifecycle.edges.commands import transition
@@ -13,8 +13,10 @@ def test_retention_dry_run_then_archive(client, tracking_uri, make_versions, mod
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
     v1, v2, v3, v4, v5, v6 = versions
     for v in (v2, v4):  # v2 then v4 champion: v2 becomes @previous-champion
+        record_passing_verdict(client, model_name, v)
         call(transition, [*base, "--version", v, "--to", "staging"])
         call(transition, [*base, "--version", v, "--to", "production", "--skip-card-check", "--reason", "retention test"])
+    record_passing_verdict(client, model_name, v3)
     call(transition, [*base, "--version", v3, "--to", "staging"])  # v3 is the challenger
     before = {v: client.get_model_version(model_name, v).tags for v in versions}
 
@@ -42,6 +44,7 @@ def test_retention_window_keeps_recent_champions_and_young_versions(client, trac
     v1, v2, v3 = make_versions(3)
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
     for v in (v1, v2, v3):
+        record_passing_verdict(client, model_name, v)
         call(transition, [*base, "--version", v, "--to", "staging"])
         call(transition, [*base, "--version", v, "--to", "production", "--skip-card-check", "--reason", "retention test"])
     code, plan = call(archive, [*base, "--keep-last", "0", "--older-than", "30", "--dry-run"])

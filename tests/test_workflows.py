@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, aliases, audit_events, call
+from conftest import REPO, aliases, audit_events, call, record_passing_verdict
 from fake_github import FakeGitHub
 
 from model_lifecycle.edges.commands import transition
@@ -124,17 +124,20 @@ def run_act(repo: Path, event: str, workflow: str, tracking_uri: str, github: Fa
     return result
 
 
-def champion_and_candidate(tracking_uri: str, make_versions, model_name: str) -> tuple[str, str]:
+def champion_and_candidate(client, tracking_uri: str, make_versions, model_name: str) -> tuple[str, str]:
+    """v1 champion (its gate passed with no champion to compare with), v2 a candidate the gate has not seen."""
     v1, v2 = make_versions(2)
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
-    call(transition, [*base, "--version", v1, "--to", "staging"])
-    call(transition, [*base, "--version", v1, "--to", "production", "--skip-card-check", "--reason", "set-up"])
+    record_passing_verdict(client, model_name, v1, None)
+    assert call(transition, [*base, "--version", v1, "--to", "staging"])[0] == 0
+    assert call(transition, [*base, "--version", v1, "--to", "production", "--skip-card-check",
+                             "--reason", "set-up"])[0] == 0
     return v1, v2
 
 
 def test_gate_failure_stages_nothing_and_fails_the_run(client, tracking_uri, trained, make_versions, model_name,
                                                       user_repo, github, toolkit_copy):
-    v1, v2 = champion_and_candidate(tracking_uri, make_versions, model_name)
+    v1, v2 = champion_and_candidate(client, tracking_uri, make_versions, model_name)
     write_policy(user_repo, trained["logistic"].holdout_path, floor=0.9, improvement=0.5)
     result = run_act(user_repo, "workflow_dispatch", "on-dispatch.yml", tracking_uri, github,
                      inputs={"model-name": model_name, "version": v2}, toolkit=toolkit_copy)
@@ -147,7 +150,7 @@ def test_gate_failure_stages_nothing_and_fails_the_run(client, tracking_uri, tra
 
 def test_registration_then_dispatch_promotes_only_with_a_recorded_approval(
         client, tracking_uri, make_versions, model_name, user_repo, github, toolkit_copy):
-    v1, v2 = champion_and_candidate(tracking_uri, make_versions, model_name)
+    v1, v2 = champion_and_candidate(client, tracking_uri, make_versions, model_name)
     github.protect(OWNER_REPO, "production", ["alice"])
     payload = {"action": "model-registered",
                "client_payload": {"name": model_name, "version": v2, "source": "models:/m-x", "run_id": None}}
@@ -191,7 +194,7 @@ def test_a_promotion_superseded_while_it_waited_is_reported_as_superseded(
     """Promotions of two versions no longer share a concurrency group (GitHub would cancel the older
     pending one without a word): both run, the toolkit's lock and compare-and-set decide, and the one
     that lost says so. Here v3 is promoted by someone else while v2's run reads its approval."""
-    v1, v2 = champion_and_candidate(tracking_uri, make_versions, model_name)
+    v1, v2 = champion_and_candidate(client, tracking_uri, make_versions, model_name)
     (v3,) = make_versions(1)
     github.protect(OWNER_REPO, "production", ["alice"])
     base = ["--tracking-uri", tracking_uri, "--model", model_name]
@@ -199,6 +202,7 @@ def test_a_promotion_superseded_while_it_waited_is_reported_as_superseded(
     def meanwhile(method: str, path: str) -> None:
         found = re.fullmatch(r"/repos/acme/churn/actions/runs/(\d+)/approvals", path)
         if method == "GET" and found and not github.approvals:
+            record_passing_verdict(client, model_name, v3, v1)  # the other promotion's gate, against v1
             assert call(transition, [*base, "--version", v3, "--to", "staging"])[0] == 0
             assert call(transition, [*base, "--version", v3, "--to", "production", "--expect-champion", v1,
                                      "--skip-card-check", "--reason", "the other promotion"])[0] == 0
@@ -220,7 +224,7 @@ def test_a_promotion_superseded_while_it_waited_is_reported_as_superseded(
 
 def test_pull_request_reports_in_one_comment_and_never_promotes(
         client, tracking_uri, trained, make_versions, model_name, user_repo, github, toolkit_copy):
-    v1, _ = champion_and_candidate(tracking_uri, make_versions, model_name)
+    v1, _ = champion_and_candidate(client, tracking_uri, make_versions, model_name)
     github.pull_request(OWNER_REPO, 5)
     payload = {"pull_request": {"number": 5, "head": {"ref": "feature"}, "base": {"ref": "main"}}, "number": 5}
     env = {"TOOLKIT_PYTHON": sys.executable, "TOOLKIT_DIR": str(toolkit_copy),
@@ -258,4 +262,4 @@ def test_missing_input_and_unknown_command_are_named(tmp_path):
     unknown = subprocess.run([sys.executable, str(REPO / "scripts" / "action_entry.py")],
                              env={**env, "LIFECYCLE_COMMAND": "deploy"}, capture_output=True, text=True)
     assert unknown.returncode == 2
-    assert "must be one of check, evaluate, compare, card, stage, stage-check, promote, verify-rollout, rollback, archive, notify, status" in unknown.stdout
+    assert "must be one of check, evaluate, compare, card, stage, stage-check, promote, verify-rollout, rollback, archive, monitor, notify, status" in unknown.stdout

@@ -19,6 +19,7 @@ from typing import Any
 
 from model_lifecycle import tags
 from model_lifecycle.adapters import registry
+from model_lifecycle.api.monitor import store_reference
 from model_lifecycle.core.lifecycle import AliasNames
 from model_lifecycle.errors import EXIT_REFUSED, BadInput, Refused
 from model_lifecycle.results import Result
@@ -73,6 +74,9 @@ def compare(request: CompareRequest) -> CompareResult:
     from model_lifecycle.core import policy as policies
     from model_lifecycle.core import verdict as verdicts
 
+    if request.stage and not request.log:
+        raise BadInput("--stage needs the verdict recorded on the version: drop --no-log",
+                       hint="staging reads the gate's verdict from the version's tags")
     policy = policies.load(request.policy)
     names = request.aliases.validated()
     candidate_version = registry.parse_version(request.candidate, "--candidate")
@@ -118,6 +122,7 @@ def compare(request: CompareRequest) -> CompareResult:
             source=candidate_mv.source, results=cand.results, holdout=holdout.info,
             documents={"verdict.json": verdict_text, "report.md": report},
         )
+        store_reference(client, policy, request.model, candidate_version, run_id, holdout, cand)
         with registry.mlflow_errors():
             for key, value in ((tags.VERDICT_SHA256, digest), (tags.VERDICT_PASSED, str(verdict["passed"]).lower()),
                                (tags.VERDICT_RUN_ID, run_id), (tags.VERDICT_BASELINE, baseline_version or "none")):
@@ -200,6 +205,8 @@ def evaluate(request: EvaluateRequest) -> EvaluateResult:
             client, experiment=request.experiment, name=name, version=version, model_uri=request.model_uri,
             source=source, results=evaluated.results, holdout=holdout.info, documents={"evaluation.json": text},
         )
+        if name and version:
+            store_reference(client, policy, name, version, run_id, holdout, evaluated)
     overall = evaluated.results[evaluation.OVERALL]
     return EvaluateResult(str(Path(request.output).resolve()), run_id, request.model_uri, version,
                           holdout.info["rows"], overall.metrics, len(evaluated.results) - 1)

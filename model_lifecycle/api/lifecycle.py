@@ -308,6 +308,9 @@ class RollbackRequest:
     to_version: str | int | None = None  # an earlier recorded champion; default: the previous one
     actor: str | None = None
     legacy_stages: bool = False
+    expect_champion: str | int | None = None  # compare-and-set: roll back only if @champion is still this
+    evidence: dict[str, str] = field(default_factory=dict)  # e.g. the monitoring run and its findings' digest
+    refuse_archived: bool = False  # refuse an archived target instead of restoring it (automatic rollback)
     aliases: AliasNames = field(default_factory=AliasNames.from_settings)
     tracking_uri: str | None = None
 
@@ -316,6 +319,8 @@ def rollback(request: RollbackRequest) -> Change:
     """Move @champion back to the previous champion as recorded in the audit record."""
     names = request.aliases.validated()
     to_version = registry.parse_version(request.to_version, "--to-version") if request.to_version else None
+    expect = registry.parse_version(request.expect_champion, "--expect-champion") if request.expect_champion else None
     client = registry.connect(request.tracking_uri)
     return lifecycle.rollback(client, request.model, names, reason=request.reason, to_version=to_version,
-                              actor=request.actor, legacy_stages=request.legacy_stages)
+                              actor=request.actor, legacy_stages=request.legacy_stages, expect_champion=expect,
+                              evidence=dict(request.evidence) or None, refuse_archived=request.refuse_archived)

@@ -22,6 +22,7 @@ EVENTS = {
     "promoted": "Promoted to production (@champion)",
     "refused": "Promotion refused",
     "rolled-back": "Production rolled back",
+    "monitor-breach": "Monitoring breach in production",
 }
 
 

@@ -62,6 +62,9 @@ def describe_version(version: Any, aliases: list[str], names: AliasNames) -> dic
         },
         "archived_at": found.get(tags.ARCHIVED_AT),
         "champion_since": found.get(tags.CHAMPION_SINCE),
+        "health": found.get(tags.MONITOR_STATUS),  # the last monitored window's status
+        "last_window": {"end": found.get(tags.MONITOR_LAST_WINDOW_END), "run_id": found.get(tags.MONITOR_LAST_RUN_ID)}
+        if found.get(tags.MONITOR_LAST_RUN_ID) else None,
     }
 
 

@@ -230,28 +230,31 @@ def verdict_evidence(version: Any) -> dict[str, str]:
 def verdict_problem(version: Any, champion: str | None) -> str | None:
     """Why the gate's recorded verdict does not allow this version into staging or production.
 
-    A verdict that failed, or that compared the version with another champion than the current one,
-    refuses the change (``--force --reason`` overrides, recorded). A version with no verdict at all
-    is let through for now and recorded as such in the audit event (``details.verdict``)."""
+    Only a passing verdict against the current champion lets it in: otherwise a version that never
+    went through the gate, or failed it, reaches production with two plain transitions. No verdict,
+    a failed one, or one against another champion refuses (``--force --reason`` overrides, recorded)."""
     found = version.tags or {}
     passed = found.get(tags.VERDICT_PASSED)
     if passed is None:
-        return None
+        return "it has no gate verdict (run compare_baseline.py against the current champion)"
     if passed != "true":
         return f"its gate verdict failed ({tags.VERDICT_PASSED}={passed})"
     baseline = found.get(tags.VERDICT_BASELINE)
     if baseline is not None and baseline != (champion or "none"):
-        return (f"its gate verdict compared it with champion {_v(None if baseline == 'none' else baseline)}, "
-                f"but the champion is {_v(champion)} now")
+        compared = "no champion" if baseline == "none" else f"champion v{baseline}"
+        now = f"the champion is v{champion} now" if champion else "there is no champion now"
+        return f"its gate verdict compared it with {compared}, but {now}"
     return None
 
 
 def _verdict_state(version: Any) -> str:
+    """``details.verdict`` of the audit event: passed, failed or missing (a forced change says which)."""
     passed = (version.tags or {}).get(tags.VERDICT_PASSED)
     return "missing" if passed is None else "passed" if passed == "true" else "failed"
 
 
 def _check_verdict(name: str, version: str, mv: Any, champion: str | None, force: bool, target: str) -> None:
+    """Refuse (exit 1, nothing changed) unless the verdict allows ``target``, or the change is forced."""
     problem = verdict_problem(mv, champion)
     if problem and not force:
         raise Refused(
@@ -265,7 +268,7 @@ def _check_verdict(name: str, version: str, mv: Any, champion: str | None, force
 
 def require_reason_for_force(force: bool, reason: str | None) -> None:
     if force and not reason:
-        raise BadInput("--force needs --reason: say why a version that is not the challenger is promoted")
+        raise BadInput("--force needs --reason: say why the gate's verdict or the challenger rule is overridden")
 
 
 def stage(
@@ -409,12 +412,15 @@ def archive(
     actor: str | None = None,
     legacy_stages: bool = False,
     protected_aliases: tuple[str, ...] = (),
+    expect_champion: str | None = None,
 ) -> Change:
     """Mark a version archived and remove its aliases. The champion is never archived.
 
     Retention passes ``protected_aliases`` (challenger, previous champion): a version holding one
     of them is kept. This is checked on aliases read afresh, within the claimed change, so a
-    promotion that happened after retention made its plan is respected.
+    promotion that happened after retention made its plan is respected. ``expect_champion`` keeps
+    the version unless @champion is still that version (the previous champion is archived only
+    while the champion found stable still holds the alias).
     """
     names.validated()
     mv = get_version(client, name, version)
@@ -424,6 +430,10 @@ def archive(
     def decide(model: Any) -> Any:
         aliases = alias_map(model)
         held = [a for a in protected_aliases if aliases.get(a) == version]
+        if expect_champion is not None and aliases.get(names.champion) != expect_champion:
+            return _result("archive", name, version, False,
+                           f"v{version} kept: @{names.champion} moved to {_v(aliases.get(names.champion))} "
+                           f"since v{expect_champion} was found stable")
         if held:
             return _result("archive", name, version, False, f"v{version} kept: it is @{held[0]}")
         if aliases.get(names.champion) == version:
@@ -456,8 +466,15 @@ def rollback(
     to_version: str | None = None,
     actor: str | None = None,
     legacy_stages: bool = False,
+    expect_champion: str | None = None,
+    evidence: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+    refuse_archived: bool = False,
 ) -> Change:
-    """Move the champion back to the previous champion *as recorded in the audit record*."""
+    """Move the champion back to the previous champion *as recorded in the audit record*.
+
+    ``expect_champion`` makes it a compare-and-set (monitoring rolls back only the version it
+    watched); ``refuse_archived`` refuses a target that retention archived instead of restoring it."""
     names.validated()
     if not reason or not reason.strip():
         raise BadInput("--reason is required: say why production is rolled back")
@@ -465,6 +482,12 @@ def rollback(
 
     def decide(model: Any) -> Any:
         current = alias_map(model).get(names.champion)
+        if expect_champion is not None and current != expect_champion:
+            raise Refused(
+                f"@{names.champion} of {name!r} is {_v(current)}, not v{expect_champion} as expected: "
+                "it moved since you looked; nothing was changed",
+                hint="the version that was judged is no longer the champion; judge the current one",
+            )
         stack = audit.champion_stack(audit.read(client, name))
         if not stack:
             raise BadInput(f"model {name!r} has no promotion in its audit record; there is nothing to roll back to")
@@ -490,9 +513,15 @@ def rollback(
             )
         below = earlier[: len(earlier) - 1 - earlier[::-1].index(target)]
         target_mv = get_version(client, name, target)
+        if refuse_archived and is_archived(target_mv):
+            raise Refused(
+                f"the previous champion of {name!r}, v{target}, is archived; nothing was changed",
+                hint="restore it explicitly with rollback.py --to-version (which un-archives), or promote another version",
+            )
         event = audit.new_event(
             "rollback", name, target, previous_version=current, alias=names.champion,
-            reason=reason, actor_name=actor, details={"rolled_back_from": current},
+            reason=reason, actor_name=actor, evidence=evidence or None,
+            details={"rolled_back_from": current, **(details or {})},
         )
         steps = [_set_alias(names.champion, target)]
         steps.append(_set_alias(names.previous, below[-1]) if below else _delete_alias(names.previous))

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from model_lifecycle.core import rules, yamlcheck
+from model_lifecycle.core.monitoring.policy import MonitoringPolicy
 from model_lifecycle.core.staging import RolloutPolicy, StagingPolicy
 from model_lifecycle.errors import BadInput
 
@@ -136,6 +137,10 @@ class Tests(_Strict):
 class Retention(_Strict):
     keep_last: int = Field(5, ge=0)
     older_than_days: float = Field(30, ge=0)
+    stable_days: float | None = Field(None, ge=0, description=(
+        "The previous champion is archived only once the current one has been champion this long with "
+        "every monitored window healthy (unset: the previous champion is always kept)."))
+    min_windows: int = Field(1, ge=0, description="...and at least this many healthy windows in that time.")
 
 
 class Policy(_Strict):
@@ -150,6 +155,7 @@ class Policy(_Strict):
     retention: Retention = Field(default_factory=Retention)
     staging: StagingPolicy = Field(default_factory=StagingPolicy)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
 
     def higher_is_better(self, gate: Gate) -> bool:
         if gate.higher_is_better is not None:
@@ -173,6 +179,13 @@ def parse(text: str, source: str = "policy") -> Policy:
             raise BadInput(
                 f"{source}:{line}: gates[{i}].metric: {gate.metric!r} is not a metric of a "
                 f"{TASK_NAMES[policy.task]}{hint}"
+            )
+    for i, watched in enumerate(policy.monitoring.performance):
+        if watched.metric not in METRICS[policy.task]:
+            line = yamlcheck.node_line(root, ("monitoring", "performance", i, "metric"))
+            raise BadInput(
+                f"{source}:{line}: monitoring.performance[{i}].metric: {watched.metric!r} is not a metric of a "
+                f"{TASK_NAMES[policy.task]}; known: {', '.join(METRICS[policy.task])}"
             )
     for i, combo in enumerate(policy.slices.intersections):
         unknown = [c for c in combo if c not in policy.slices.columns]

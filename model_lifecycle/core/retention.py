@@ -3,7 +3,9 @@
 Plain functions over registry data, so the rules can be read (and tested) in one place:
 never the champion, the challenger or the previous champion; never a version that was champion
 within the window (it may be needed for a rollback); never one of the newest ``keep_last``;
-never one younger than the window. Nothing is ever deleted: archiving only marks and un-aliases.
+never one younger than the window. With a stable period (``retention.stable_days``) the previous
+champion is kept until the champion is stable, and archived then. Nothing is ever deleted:
+archiving only marks and un-aliases.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ DAY_MS = 86_400_000
 class RetentionPlan:
     archive: list[str] = field(default_factory=list)
     keep: dict[str, str] = field(default_factory=dict)  # version -> why it is kept
+    stable_previous: str | None = None  # the previous champion, archived because the champion is stable
 
 
 def champions_since(events: Iterable[dict[str, Any]], since_ms: int) -> set[str]:
@@ -45,7 +48,11 @@ def plan(
     keep_last: int,
     older_than_days: float,
     now_ms: int,
+    stability: Any = None,
 ) -> RetentionPlan:
+    """``stability`` (``core.monitoring.history.Stability`` of the current champion, when the policy
+    sets a stable period) decides the previous champion: kept while the champion is not stable,
+    archived once it is (only ``keep_last`` still keeps it then)."""
     from model_lifecycle.adapters.registry import is_archived
 
     result = RetentionPlan()
@@ -58,7 +65,15 @@ def plan(
         number = str(v.version)
         if is_archived(v):
             continue
-        if number in role:
+        if number in role and role[number] == "previous champion" and stability is not None:
+            if not stability.stable:
+                result.keep[number] = f"@previous champion, until the champion is stable ({stability.why})"
+            elif number in newest:
+                result.keep[number] = f"one of the newest {keep_last}"
+            else:
+                result.archive.append(number)
+                result.stable_previous = number
+        elif number in role:
             result.keep[number] = f"@{role[number]}"
         elif number in recent_champions:
             result.keep[number] = f"was champion within the last {older_than_days:g} days"

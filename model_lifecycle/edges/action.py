@@ -26,7 +26,8 @@ REQUIRED = {
     "check": ("model-name", "version"), "evaluate": ("model-name", "version"), "compare": ("model-name", "version"),
     "card": ("model-name", "version"), "stage": ("model-name", "version"), "stage-check": ("model-name", "version"),
     "promote": ("model-name", "version"), "verify-rollout": ("model-name",),
-    "rollback": ("model-name", "reason"), "archive": ("model-name",), "notify": ("model-name", "event"),
+    "rollback": ("model-name", "reason"), "archive": ("model-name",), "monitor": ("model-name", "window"),
+    "notify": ("model-name", "event"),
     "status": ("model-name",),
 }
 COMMANDS = tuple(REQUIRED)
@@ -88,7 +89,7 @@ class Inputs:
 
 def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
     """command -> the API call it makes (imported only when that command runs)."""
-    from model_lifecycle.api import gate, lifecycle, notify, retention, rollout, stage_check, status
+    from model_lifecycle.api import gate, lifecycle, monitor, notify, retention, rollout, stage_check, status
 
     return {
         "check": lambda: gate.check(gate.CheckRequest(
@@ -109,16 +110,40 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
             i.model, i.version, expect_champion=value("expect-champion") or None, reason=i.reason,
             github_environment=value("environment") or "production",
             allow_unprotected_environment=not flag("require-approval", True))),
-        "rollback": lambda: lifecycle.rollback(lifecycle.RollbackRequest(i.model, i.reason or "")),
-        "archive": lambda: retention.apply_retention(retention.RetentionRequest(
-            i.model, _count("keep-last", "5"), number("older-than-days", "30", minimum=0), dry_run=flag("dry-run"),
-            reason=i.reason)),
+        "rollback": lambda: lifecycle.rollback(lifecycle.RollbackRequest(
+            i.model, i.reason or "", expect_champion=value("expect-champion") or None,
+            evidence={k: v for k, v in (("monitoring_run", value("monitoring-run")),
+                                        ("findings", value("findings-sha256"))) if v},
+            refuse_archived=bool(value("monitoring-run")))),
+        "archive": lambda: retention.apply_retention(_retention_request(i)),
+        "monitor": lambda: monitor.monitor(monitor.MonitorRequest(
+            i.model, value("window"), i.policy, version=i.version or None, labels=value("labels") or None,
+            since=value("since") or None, until=value("until") or None, output=str(i.out / "monitoring.json"),
+            report=str(i.out / "monitoring.md"), act=flag("act", True) and not flag("dry-run"),
+            log=not flag("dry-run"),
+            repo=settings.GITHUB_REPOSITORY.get(), webhook_url=settings.WEBHOOK_URL.get())),
         "notify": lambda: notify.notify(notify.NotifyRequest(
             model=i.model, version=i.version or None, event=value("event"), report=value("report") or None,
             card_diff=value("card-diff") or None, pr=_pr_number(), request_approval=flag("request-approval"),
             repo=settings.GITHUB_REPOSITORY.get(), webhook_url=settings.WEBHOOK_URL.get())),
         "status": lambda: status.status(status.StatusRequest(i.model, audit=True)),
     }
+
+
+def _retention_request(i: Inputs) -> Any:
+    """Retention by the inputs; the stable period and the monitoring experiment from the policy file
+    when the repository has one."""
+    from model_lifecycle.api import retention
+    from model_lifecycle.core import policy as policies
+
+    stable_days, min_windows, experiment = None, 1, "model-monitoring"
+    if Path(i.policy).is_file():
+        policy = policies.load(i.policy)
+        stable_days, min_windows = policy.retention.stable_days, policy.retention.min_windows
+        experiment = policy.monitoring.experiment
+    return retention.RetentionRequest(
+        i.model, _count("keep-last", "5"), number("older-than-days", "30", minimum=0), dry_run=flag("dry-run"),
+        reason=i.reason, stable_days=stable_days, min_windows=min_windows, monitoring_experiment=experiment)
 
 
 def _count(name: str, default: str) -> int:
@@ -159,6 +184,15 @@ def _outputs(command: str, i: Inputs, result: Any) -> dict[str, str]:
     if command == "card":
         outputs["card-status"] = "complete" if getattr(result, "complete", False) else "incomplete"
         outputs["card-diff"] = str(i.out / "card-diff.md")
+    if command == "monitor":
+        outputs["version"] = getattr(result, "version", None) or i.version
+        outputs["model-uri"] = f"models:/{i.model}/{outputs['version']}" if outputs["version"] else ""
+        outputs["health"] = getattr(result, "status", None) or "error"
+        outputs["monitor-action"] = getattr(result, "action", None) or "none"
+        outputs["report"] = str(i.out / "monitoring.md")
+        outputs["rollback-reason"] = getattr(result, "rollback_reason", None) or ""
+        outputs["monitoring-run"] = getattr(result, "monitoring_run_id", None) or ""
+        outputs["findings-sha256"] = getattr(result, "findings_sha256", None) or ""
     return outputs
 
 
@@ -178,7 +212,7 @@ def _validated() -> tuple[str, Inputs]:
 
         version = parse_version(value("version"), "input version")
     expect = value("expect-champion")
-    if command == "promote" and expect and expect.lower() != "none":
+    if command in ("promote", "rollback") and expect and expect.lower() != "none":
         from model_lifecycle.adapters.registry import parse_version
 
         parse_version(expect, "input expect-champion")
@@ -187,6 +221,8 @@ def _validated() -> tuple[str, Inputs]:
         number("older-than-days", "30", minimum=0)
     if command == "notify":
         _pr_number()
+    if command == "monitor":
+        flag("dry-run"), flag("act", True)
     if value("tracking-uri"):
         os.environ[settings.TRACKING_URI.name] = value("tracking-uri")
     if command != "notify" and not settings.TRACKING_URI.get():

@@ -2,8 +2,9 @@
 
 Starts a local MLflow server on an embedded sqlite store under .demo/ (or uses the server named by
 --tracking-uri / MLFLOW_TRACKING_URI), then runs every step script exactly as a user would:
-train, register, stage, promote after a local approval, promote the second, retention, rollback,
-and prints the versions, aliases and audit history. Safe to run again: each run adds two versions.
+train, register, stage, promote after a local approval, promote the second, retention, a drifted
+production window that monitoring answers with an automatic rollback, and prints the versions,
+aliases and audit history. Safe to run again: each run adds two versions.
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
     """Every step through the same API the command line and the action call."""
     from rich.rule import Rule
 
-    from model_lifecycle.api import cards, gate, lifecycle, retention, status, train
+    from model_lifecycle.api import cards, gate, lifecycle, monitor, retention, status, train
     from model_lifecycle.edges.commands import archive as archive_cmd
     from model_lifecycle.edges.commands import compare_baseline as compare_cmd
     from model_lifecycle.edges.commands import model_card as card_cmd
+    from model_lifecycle.edges.commands import monitor as monitor_cmd
     from model_lifecycle.edges.commands import register as register_cmd
     from model_lifecycle.edges.commands import status as status_cmd
     from model_lifecycle.edges.commands import train as train_cmd
@@ -78,6 +80,10 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
             "gradient_boosting", n_estimators=20, output_dir=out, run_name="demo-gbm", **at)), train_cmd.render)
         second = show(console, "train logistic regression", train.train(train.TrainRequest(
             "logistic", C=0.05, output_dir=out, run_name="demo-logistic", **at)), train_cmd.render)
+
+        holdout_copy = Path(args.demo_dir) / "holdout.csv"  # for the monitoring window, after this folder is gone
+        holdout_copy.parent.mkdir(parents=True, exist_ok=True)
+        holdout_copy.write_bytes(Path(second.holdout_path).read_bytes())
 
         console.print(Rule("2. register both"))
         v1 = show(console, "register", lifecycle.register(lifecycle.RegisterRequest(name, first.model_uri, **at)),
@@ -108,14 +114,24 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
                 traffic = Traffic(tracking_uri, name, Path(args.demo_dir) / "capture", second.holdout_path).start()
                 console.print(f"[dim]» serving {name}@champion on {traffic.url} (capture: {traffic.capture})[/]")
 
-    console.print(Rule("retention (keeps the champion and the previous champion)"))
+    console.print(Rule("retention (the previous champion stays until the champion is stable)"))
     for dry_run in (True, False):
         show(console, "retention" + (" (dry run)" if dry_run else ""), retention.apply_retention(
-            retention.RetentionRequest(name, 2, 0, dry_run=dry_run, reason="demo retention", **at)), archive_cmd.render)
+            retention.RetentionRequest(name, 2, 0, dry_run=dry_run, reason="demo retention", stable_days=7,
+                                       min_windows=3, **at)), archive_cmd.render)
 
-    console.print(Rule(f"roll back to v{v1}"))
-    show(console, "rollback", lifecycle.rollback(lifecycle.RollbackRequest(
-        name, "demo: pretend v2 misbehaves in production", **at)), transition_cmd.render)
+    console.print(Rule(f"monitor v{v2} in production: a drifted window rolls it back to v{v1}"))
+    window, labels = drifted_window(Path(args.demo_dir) / "windows", tracking_uri, name, v2, str(holdout_copy))
+    console.print(f"[dim]» a production window of v{v2}: '{SHIFTED_FEATURE}' shifted, the 'large' slice's labels "
+                  f"disagree more often ({window})[/]")
+    try:
+        judged = monitor.monitor(monitor.MonitorRequest(
+            name, str(window), str(EXAMPLES_DIR / "demo-policy.yml"), labels=str(labels),
+            output=str(Path(args.demo_dir) / "monitoring.json"), report=str(Path(args.demo_dir) / "monitoring.md"),
+            **at))
+    except Refused as breach:  # a breach exits 1 on the command line; here it is the point of the demo
+        judged = breach.result
+    show(console, "monitor", judged, monitor_cmd.render)
     if traffic is not None:
         traffic.wait_for(v1)
         traffic.stop()
@@ -125,7 +141,41 @@ def run_demo(args: Any, tracking_uri: str) -> dict[str, Any]:
     final = show(console, "status", status.status(status.StatusRequest(name, audit=True, **at)), status_cmd.render)
     _check_loads(console, tracking_uri, name, v1)
     served = traffic.summary() if traffic is not None else None
-    return {"ok": True, "model": name, "versions": [v1, v2], "champion": final.champion, "traffic": served}
+    return {"ok": True, "model": name, "versions": [v1, v2], "champion": final.champion, "traffic": served,
+            "monitoring": {"status": judged.status, "action": judged.action, "rolled_back_to": judged.rolled_back_to}}
+
+
+SHIFTED_FEATURE = "mean_texture"
+
+
+def drifted_window(folder: Path, tracking_uri: str, name: str, version: str, holdout_path: str) -> tuple[Path, Path]:
+    """A production window of the documented shape (what ``serve --capture-dir`` writes) with one
+    feature shifted, and late labels in which one slice's predictions are wrong more often."""
+    import uuid
+
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from model_lifecycle.api.train import SLICE_COLUMN, TARGET
+
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    frame = pd.concat([pd.read_csv(holdout_path)] * 3, ignore_index=True)
+    frame[SHIFTED_FEATURE] = frame[SHIFTED_FEATURE] + 2 * frame[SHIFTED_FEATURE].std()
+    features = frame.drop(columns=[TARGET, SLICE_COLUMN])
+    ids = [uuid.uuid4().hex for _ in range(len(frame))]
+    window = features.assign(request_id=ids, record=0, model_version=version, timestamp=pd.Timestamp.now(tz="UTC"),
+                             prediction=np.asarray(model.predict(features)))
+    labels = pd.DataFrame({"request_id": ids, "record": 0, TARGET: frame[TARGET], SLICE_COLUMN: frame[SLICE_COLUMN]})
+    large = labels.index[labels[SLICE_COLUMN] == "large"]
+    flipped = large[: len(large) * 2 // 5]
+    labels.loc[flipped, TARGET] = 1 - labels.loc[flipped, TARGET]
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
+    window.to_parquet(folder / f"window-{stamp}.parquet")
+    labels.to_parquet(folder / f"labels-{stamp}.parquet")
+    return folder / f"window-{stamp}.parquet", folder / f"labels-{stamp}.parquet"
 
 
 class Traffic:

@@ -33,6 +33,8 @@ STEPS: dict[str, Step] = {
     "archive": Step("commands.archive", "archive", "Retention: archive old versions, never a recent champion."),
     "verify-rollout": Step("commands.verify_rollout", "verify_rollout",
                            "After a promotion: every serving endpoint reports the new @champion, or roll back."),
+    "monitor": Step("commands.monitor", "monitor",
+                    "Monitoring: a production window against the reference profile; roll back on a breach."),
     "status": Step("commands.status", "status", "Versions, aliases, lineage and the audit record."),
     "notify": Step("commands.notify", "notify", "Tell the team: job summary, PR comment, approval issue, webhook."),
     "setup-environments": Step("commands.setup_environments", "setup_environments",

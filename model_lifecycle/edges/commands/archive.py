@@ -45,6 +45,14 @@ def build_parser() -> cli.ArgumentParser:
         "--older-than", type=days, required=True, metavar="DAYS",
         help="Archive only versions older than DAYS; a version that was champion within DAYS is kept too.",
     )
+    parser.add_argument(
+        "--stable-days", type=days, metavar="DAYS",
+        help="Archive the previous champion only once the champion has been stable this long (monitored "
+             "windows all healthy); default: the policy's retention.stable_days with --policy, else never.")
+    parser.add_argument("--min-windows", type=whole_number, metavar="N",
+                        help="...with at least N monitored windows (default: retention.min_windows, else 1).")
+    parser.add_argument("--policy", metavar="PATH", help="Read retention.stable_days, min_windows and the "
+                        "monitoring experiment from this policy file.")
     parser.add_argument("--dry-run", action="store_true", help="List what would be archived; change nothing.")
     parser.add_argument("--legacy-stages", action="store_true", help="Also mirror to MLflow's deprecated stages.")
     cli.add_actor_flags(parser)
@@ -55,9 +63,19 @@ def build_parser() -> cli.ArgumentParser:
 def call(args: Any) -> Any:
     from model_lifecycle.api.retention import RetentionRequest, apply_retention
 
+    stable_days, min_windows, experiment = args.stable_days, args.min_windows, "model-monitoring"
+    if args.policy:
+        from model_lifecycle.core import policy as policies
+
+        policy = policies.load(args.policy)
+        stable_days = policy.retention.stable_days if stable_days is None else stable_days
+        min_windows = policy.retention.min_windows if min_windows is None else min_windows
+        experiment = policy.monitoring.experiment
     return apply_retention(RetentionRequest(
         args.model, args.keep_last, args.older_than, dry_run=args.dry_run, reason=args.reason, actor=args.actor,
-        legacy_stages=args.legacy_stages, aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
+        legacy_stages=args.legacy_stages, stable_days=stable_days,
+        min_windows=1 if min_windows is None else min_windows, monitoring_experiment=experiment,
+        aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
     ))
 
 
@@ -68,6 +86,8 @@ def render(result: dict[str, Any]) -> None:
     acted = result.get("would_archive", result.get("archived", []))
     verb = "would archive" if result["dry_run"] else "archived"
     console.print(f"{result['model']}: {verb} {', '.join('v' + v for v in acted) or 'nothing'}")
+    if result.get("champion_stability"):
+        console.print(f"champion: {result['champion_stability']}")
     if result["kept"]:
         table = Table(title="kept")
         table.add_column("version")

@@ -58,13 +58,16 @@ def render(result: dict[str, Any]) -> None:
         )
     if "versions" in result:
         table = Table(title=f"{result['model']}: versions")
-        for column in ("version", "aliases", "state", "git commit", "training run", "hold-out sha256"):
+        for column in ("version", "aliases", "state", "health", "last window", "git commit", "training run",
+                       "hold-out sha256"):
             table.add_column(column)
         for v in result["versions"]:
             table.add_row(
                 v["version"],
                 ", ".join("@" + a for a in v["aliases"]),
                 v["state"],
+                (v.get("health") or "").replace("_", " "),
+                ((v.get("last_window") or {}).get("end") or "")[:16].replace("T", " "),
                 (v["git_commit"] or "")[:10],
                 (v["run_id"] or "")[:12],
                 (v["datasets"].get("holdout") or "")[:19],

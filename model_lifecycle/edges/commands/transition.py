@@ -46,7 +46,8 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="Promote a version that is not the challenger (or stage an archived one); needs --reason.",
+        help="Override the gate's missing, failed or stale verdict, promote a version that is not the "
+             "challenger, or stage an archived one; needs --reason (recorded).",
     )
     cli.add_actor_flags(parser)
     parser.add_argument("--approver", help="Who approved a production promotion (recorded in the audit record).")

@@ -1,0 +1,231 @@
+"""Benchmark of monitoring (issue 12): can `monitor` judge a day of busy traffic on one runner?
+
+A production window of N captured rows x 20 features (18 numbers, 2 categories; one number and one
+category drifted) with late labels and a slice column, as Parquet files of the shape `serve`
+writes; the reference is the profile of a 1M-row hold-out. Each side runs in its own process, so
+wall time and peak memory (ru_maxrss) are that side's alone, in the same run:
+  (a) monitor: the toolkit's assessment (window read column by column, labels joined in Arrow,
+      data quality, PSI / KS / JS / chi-square per feature and of the predictions, live accuracy
+      overall and by slice with intervals);
+  (b) baseline: pandas.read_parquet of the same files and of the raw hold-out, plus
+      scipy.stats.ks_2samp per numeric feature;
+  (c) Evidently's data-drift report on the same data, when --evidently-python names a Python that
+      has it (a separate environment: Evidently is not a dependency of the toolkit).
+Prints a/b for time (goal <= 1.5) and memory (goal <= 1), and the features each side flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBERS = [f"f{i:02d}" for i in range(18)]
+CATEGORIES = ["c0", "c1"]
+DRIFTED = {"f00", "c1"}
+FILE_ROWS = 1_000_000
+
+
+def make_data(rows: int, folder: Path, seed: int = 0) -> None:
+    """Hold-out (reference) and window files; written a million rows at a time to keep memory low."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    (folder / "window").mkdir(parents=True, exist_ok=True)
+
+    def chunk(n: int, start: int, drifted: bool) -> tuple[pa.Table, pa.Table]:
+        columns = {}
+        for i, name in enumerate(NUMBERS):
+            values = rng.normal(size=n)
+            if drifted and name == "f00":
+                values = values + 0.5
+            columns[name] = values
+        columns["c0"] = rng.choice(["a", "b", "c", "d", "e"], n)
+        p = np.full(20, 1 / 20)
+        if drifted:
+            p = np.linspace(1, 3, 20)
+            p = p / p.sum()
+        columns["c1"] = rng.choice([f"k{i:02d}" for i in range(20)], n, p=p)
+        score = columns["f01"] - 0.7 * columns["f02"] + 0.3 * rng.normal(size=n)
+        target = (score > 0).astype("int64")
+        prediction = (columns["f01"] - 0.7 * columns["f02"] > 0).astype("int64")
+        region = rng.choice(["north", "south", "east", "west", "centre"], n)
+        ids = np.char.add("r", np.arange(start, start + n).astype(str))
+        window = pa.table({"request_id": ids, "record": np.zeros(n, dtype="int64"),
+                           "timestamp": pa.array(np.full(n, np.datetime64("2026-11-27T10:00:00", "us")),
+                                                 pa.timestamp("us", tz="UTC")),
+                           "model_version": np.full(n, "1"), **columns, "prediction": prediction})
+        labels = pa.table({"request_id": ids, "record": np.zeros(n, dtype="int64"), "target": target,
+                           "region": region})
+        return window, labels
+
+    holdout, holdout_labels = chunk(1_000_000, 0, drifted=False)
+    pq.write_table(holdout.append_column("target", holdout_labels.column("target"))
+                   .append_column("region", holdout_labels.column("region")), folder / "holdout.parquet")
+    writer = None
+    for index, start in enumerate(range(0, rows, FILE_ROWS)):
+        window, labels = chunk(min(FILE_ROWS, rows - start), start, drifted=True)
+        pq.write_table(window, folder / "window" / f"part-{index:03d}.parquet")
+        if writer is None:
+            writer = pq.ParquetWriter(folder / "labels.parquet", labels.schema)
+        writer.write_table(labels)
+    writer.close()
+
+
+def make_profile(folder: Path) -> None:
+    """The hold-out's reference profile, as the gate stores it (same builder, same evaluation code)."""
+    import numpy as np
+    import pandas as pd
+
+    from model_lifecycle.core import evaluation
+    from model_lifecycle.core.monitoring import profile
+    from model_lifecycle.core.verdict import serialise_results
+
+    frame = pd.read_parquet(folder / "holdout.parquet")
+    policy = _policy(folder)
+    predictions = evaluation.Predictions(labels=frame["prediction"].to_numpy(), classes=[0, 1])
+    groups = evaluation.slice_masks(frame, ["region"], [])
+    results = evaluation.evaluate_rows(policy, frame["target"].to_numpy(), predictions, groups)
+    built = profile.build(model="bench", version="1", task="binary", features=frame[NUMBERS + CATEGORIES],
+                          predictions=predictions, results=serialise_results(results), holdout={"rows": len(frame)},
+                          slices={"columns": ["region"]}, classes=[0, 1])
+    text = profile.to_json(built)
+    (folder / "profile.json").write_text(text)
+    print(json.dumps({"profile_bytes": len(text.encode()), "holdout_rows": len(frame)}))
+    del np
+
+
+def _policy(folder: Path):
+    from model_lifecycle.core import policy
+
+    return policy.parse(f"""
+version: 1
+task: binary
+holdout: {{path: {folder / 'holdout.parquet'}, target: target}}
+slices: {{columns: [region]}}
+gates: [{{metric: accuracy, floor: 0.5}}]
+monitoring:
+  min_rows: 1000
+  performance: [{{metric: accuracy, max_drop: 0.02}}]
+""")
+
+
+def child_monitor(folder: Path) -> dict:
+    from model_lifecycle.core.monitoring import assess, window
+
+    profile = json.loads((folder / "profile.json").read_text())
+    opened = window.open_window(str(folder / "window"), since=None, until=None, version="1")
+    labels = window.open_table(str(folder / "labels.parquet"), "labels").to_table()
+    judged = assess.assess(_policy(folder), profile, opened, labels=labels)
+    flagged = sorted({f["subject"] for f in judged.findings if f["check"] == "feature_drift"})
+    return {"rows": judged.rows, "status": judged.status, "flagged": flagged,
+            "live_accuracy": judged.performance["overall"]["metrics"]["accuracy"]["value"]}
+
+
+def child_baseline(folder: Path) -> dict:
+    import pandas as pd
+    from scipy import stats
+
+    reference = pd.read_parquet(folder / "holdout.parquet", columns=NUMBERS)
+    current = pd.read_parquet(folder / "window")
+    labels = pd.read_parquet(folder / "labels.parquet")
+    flagged = []
+    for name in NUMBERS:
+        result = stats.ks_2samp(reference[name].to_numpy(), current[name].to_numpy())
+        if result.statistic > 0.1:
+            flagged.append(name)
+    return {"rows": len(current), "labels": len(labels), "flagged": flagged}
+
+
+def child_evidently(folder: Path) -> dict:
+    import pandas as pd
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    columns = NUMBERS + CATEGORIES
+    reference = pd.read_parquet(folder / "holdout.parquet", columns=columns)
+    current = pd.read_parquet(folder / "window", columns=columns)
+    snapshot = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
+    found = snapshot.dict()
+    flagged = []
+    for metric in found.get("metrics", []):
+        name = str(metric.get("metric_id", ""))
+        value = metric.get("value")
+        if "ValueDrift" in name and isinstance(value, (int, float)):
+            column = name.split("column=")[-1].split(",")[0].rstrip(")")
+            threshold = 0.1 if "method=" in name and "psi" not in name else 0.05
+            if ("Wasserstein" in name or "distance" in name) and value >= threshold:
+                flagged.append(column)
+            elif "p_value" in name and value < 0.05:
+                flagged.append(column)
+    return {"rows": len(current), "flagged": sorted(set(flagged)), "metrics": len(found.get("metrics", []))}
+
+
+def run_child(python: str, kind: str, folder: Path) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run([python, __file__, "--child", kind, str(folder)], capture_output=True, text=True,
+                          cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = seconds
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--evidently-python", help="A Python with evidently installed (a separate venv).")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import resource
+
+        kind, folder = args.child[0], Path(args.child[1])
+        result = {"monitor": child_monitor, "baseline": child_baseline, "evidently": child_evidently,
+                  "profile": lambda f: (make_profile(f), {})[1]}[kind](folder)
+        result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp:
+        folder = Path(tmp)
+        started = time.perf_counter()
+        make_data(args.rows, folder)
+        print(f"data: {args.rows:,} rows x {len(NUMBERS) + len(CATEGORIES)} features in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        made = run_child(sys.executable, "profile", folder)
+        print(f"reference profile of {made['holdout_rows']:,} rows: {made['profile_bytes'] / 1024:.0f} kB", flush=True)
+        results = {}
+        for kind in ("monitor", "baseline", "monitor", "baseline"):  # two rounds, alternating; best of two
+            result = run_child(sys.executable, kind, folder)
+            best = results.get(kind)
+            if best is None or result["seconds"] < best["seconds"]:
+                results[kind] = result
+            print(f"{kind}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB, flagged {result['flagged']}",
+                  flush=True)
+        if args.evidently_python:
+            results["evidently"] = run_child(args.evidently_python, "evidently", folder)
+            e = results["evidently"]
+            print(f"evidently: {e['seconds']:.1f} s, peak {e['peak_mb']:.0f} MB, flagged {e['flagged']}", flush=True)
+    a, b = results["monitor"], results["baseline"]
+    print(json.dumps({
+        "rows": args.rows, "monitor_s": round(a["seconds"], 1), "baseline_s": round(b["seconds"], 1),
+        "time_ratio": round(a["seconds"] / b["seconds"], 2), "monitor_peak_mb": round(a["peak_mb"]),
+        "baseline_peak_mb": round(b["peak_mb"]), "memory_ratio": round(a["peak_mb"] / b["peak_mb"], 2),
+        "monitor_flagged": a["flagged"], "baseline_flagged": b["flagged"], "drifted": sorted(DRIFTED),
+        **({"evidently_s": round(results["evidently"]["seconds"], 1),
+            "evidently_peak_mb": round(results["evidently"]["peak_mb"]),
+            "evidently_flagged": results["evidently"]["flagged"]} if "evidently" in results else {}),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
