@@ -50,7 +50,7 @@ def make_data(rows: int, folder: Path, seed: int = 0) -> None:
         columns["c0"] = rng.choice(["a", "b", "c", "d", "e"], n)
         p = np.full(20, 1 / 20)
         if drifted:
-            p = np.linspace(1, 3, 20)
+            p = np.linspace(1, 5, 20)
             p = p / p.sum()
         columns["c1"] = rng.choice([f"k{i:02d}" for i in range(20)], n, p=p)
         score = columns["f01"] - 0.7 * columns["f02"] + 0.3 * rng.normal(size=n)
@@ -79,9 +79,8 @@ def make_data(rows: int, folder: Path, seed: int = 0) -> None:
     writer.close()
 
 
-def make_profile(folder: Path) -> None:
+def make_profile(folder: Path) -> dict:
     """The hold-out's reference profile, as the gate stores it (same builder, same evaluation code)."""
-    import numpy as np
     import pandas as pd
 
     from model_lifecycle.core import evaluation
@@ -98,8 +97,7 @@ def make_profile(folder: Path) -> None:
                           slices={"columns": ["region"]}, classes=[0, 1])
     text = profile.to_json(built)
     (folder / "profile.json").write_text(text)
-    print(json.dumps({"profile_bytes": len(text.encode()), "holdout_rows": len(frame)}))
-    del np
+    return {"profile_bytes": len(text.encode()), "holdout_rows": len(frame)}
 
 
 def _policy(folder: Path):
@@ -153,19 +151,16 @@ def child_evidently(folder: Path) -> dict:
     reference = pd.read_parquet(folder / "holdout.parquet", columns=columns)
     current = pd.read_parquet(folder / "window", columns=columns)
     snapshot = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
-    found = snapshot.dict()
     flagged = []
-    for metric in found.get("metrics", []):
-        name = str(metric.get("metric_id", ""))
-        value = metric.get("value")
-        if "ValueDrift" in name and isinstance(value, (int, float)):
-            column = name.split("column=")[-1].split(",")[0].rstrip(")")
-            threshold = 0.1 if "method=" in name and "psi" not in name else 0.05
-            if ("Wasserstein" in name or "distance" in name) and value >= threshold:
-                flagged.append(column)
-            elif "p_value" in name and value < 0.05:
-                flagged.append(column)
-    return {"rows": len(current), "flagged": sorted(set(flagged)), "metrics": len(found.get("metrics", []))}
+    for metric in snapshot.dict().get("metrics", []):
+        config = metric.get("config", {})
+        if not str(config.get("type", "")).endswith("ValueDrift") or not isinstance(metric.get("value"), (int, float)):
+            continue
+        p_value = "p_value" in str(config.get("method", "")).lower().replace("-", "_")
+        drifted = metric["value"] < config["threshold"] if p_value else metric["value"] >= config["threshold"]
+        if drifted:
+            flagged.append(config["column"])
+    return {"rows": len(current), "flagged": sorted(flagged)}
 
 
 def run_child(python: str, kind: str, folder: Path) -> dict:
@@ -191,7 +186,7 @@ def main() -> None:
 
         kind, folder = args.child[0], Path(args.child[1])
         result = {"monitor": child_monitor, "baseline": child_baseline, "evidently": child_evidently,
-                  "profile": lambda f: (make_profile(f), {})[1]}[kind](folder)
+                  "profile": make_profile}[kind](folder)
         result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return

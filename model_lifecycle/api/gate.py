@@ -47,6 +47,7 @@ class CompareRequest:
     actor: str | None = None
     aliases: AliasNames = field(default_factory=AliasNames.from_settings)
     tracking_uri: str | None = None
+    progress: Any = field(default=None, repr=False, compare=False)  # callable(done, total, what); edges show it
 
 
 @dataclass
@@ -90,13 +91,12 @@ def compare(request: CompareRequest) -> CompareResult:
         baseline_version = None  # re-evaluating the champion itself: floors only
     baseline_mv = registry.get_version(client, request.model, baseline_version) if baseline_version else None
 
-    holdout = evaluation.prepare_holdout(policy, request.holdout)
     cand_uri = f"models:/{request.model}/{candidate_version}"
-    cand = evaluation.evaluate_uri(policy, holdout.frame, holdout.y, cand_uri, holdout.groups)
-    base = None
     base_uri = f"models:/{request.model}/{baseline_version}" if baseline_version else None
-    if base_uri:
-        base = evaluation.evaluate_uri(policy, holdout.frame, holdout.y, base_uri, holdout.groups)
+    holdout = evaluation.evaluate_holdout(policy, [cand_uri, *([base_uri] if base_uri else [])], request.holdout,
+                                          progress=request.progress)
+    cand = holdout.evaluated[cand_uri]
+    base = holdout.evaluated.get(base_uri) if base_uri else None
 
     checks = verdicts.decide(
         policy, cand.results, base.results if base else None, holdout.y,
@@ -160,6 +160,7 @@ class EvaluateRequest:
     experiment: str = DEFAULT_EXPERIMENT
     log: bool = True
     tracking_uri: str | None = None
+    progress: Any = field(default=None, repr=False, compare=False)  # callable(done, total, what); edges show it
 
 
 @dataclass
@@ -191,8 +192,8 @@ def evaluate(request: EvaluateRequest) -> EvaluateResult:
             with registry.mlflow_errors(not_found=f"model {name!r} has no alias @{match.group(3)}"):
                 mv = client.get_model_version_by_alias(name, match.group(3))
         version, source = str(mv.version), mv.source
-    holdout = evaluation.prepare_holdout(policy, request.holdout)
-    evaluated = evaluation.evaluate_uri(policy, holdout.frame, holdout.y, request.model_uri, holdout.groups)
+    holdout = evaluation.evaluate_holdout(policy, [request.model_uri], request.holdout, progress=request.progress)
+    evaluated = holdout.evaluated[request.model_uri]
     document = {
         "model_uri": request.model_uri, "model": name, "version": version, "holdout": holdout.info,
         "task": policy.task, "results": verdict.serialise_results(evaluated.results),

@@ -49,6 +49,7 @@ class MonitorRequest:
     actor: str | None = None
     aliases: AliasNames = field(default_factory=AliasNames.from_settings)
     tracking_uri: str | None = None
+    progress: Any = field(default=None, repr=False, compare=False)  # callable(done, total, what); edges show it
 
 
 @dataclass
@@ -110,7 +111,8 @@ def monitor(request: MonitorRequest) -> MonitorResult:
         built = True
     window = windows.open_window(request.window, since=since, until=until, version=version)
     now = datetime.now(timezone.utc)
-    judged = assess.assess(policy, profile, window, labels=labels, label_column=request.label_column, now=now)
+    judged = assess.assess(policy, profile, window, labels=labels, label_column=request.label_column, now=now,
+                           progress=request.progress)
     start, end = windows.time_span(window)
     end = end or now
     findings_sha = hashlib.sha256(json.dumps(
@@ -180,9 +182,9 @@ def build_reference(client: Any, policy: Any, name: str, version: str, mv: Any, 
     from model_lifecycle.api.gate import DEFAULT_EXPERIMENT
     from model_lifecycle.core import evaluation
 
-    holdout = evaluation.prepare_holdout(policy, holdout_path)
     uri = f"models:/{name}/{version}"
-    evaluated = evaluation.evaluate_uri(policy, holdout.frame, holdout.y, uri, holdout.groups)
+    holdout = evaluation.evaluate_holdout(policy, [uri], holdout_path)
+    evaluated = holdout.evaluated[uri]
     run_id = evaluation.log_evaluation(
         client, experiment=DEFAULT_EXPERIMENT, name=name, version=version, model_uri=uri, source=mv.source,
         results=evaluated.results, holdout=holdout.info, documents={})
@@ -191,16 +193,20 @@ def build_reference(client: Any, policy: Any, name: str, version: str, mv: Any, 
 
 def store_reference(client: Any, policy: Any, name: str, version: str, run_id: str, holdout: Any,
                     evaluated: Any) -> dict[str, Any]:
-    """The version's reference profile from an evaluation on the hold-out, stored in its evaluation run."""
+    """The version's reference profile from an evaluation on the hold-out, stored in its evaluation run.
+
+    Metrics are those of the whole hold-out; the feature and prediction distributions are those of
+    its uniform sample (all rows up to ``evaluation.SAMPLE_ROWS``)."""
     from model_lifecycle.core import evaluation
     from model_lifecycle.core.monitoring import profile as profiles
     from model_lifecycle.core.monitoring import records
     from model_lifecycle.core.verdict import serialise_results
 
-    features = evaluation.feature_frame(evaluated.model, holdout.frame, policy.holdout.target,
+    features = evaluation.feature_frame(evaluated.model, holdout.sample, policy.holdout.target,
                                         policy.checks.require_signature)
+    sampled = evaluation.take(evaluated.predictions, holdout.sample_rows)
     profile = profiles.build(
-        model=name, version=version, task=policy.task, features=features, predictions=evaluated.predictions,
+        model=name, version=version, task=policy.task, features=features, predictions=sampled,
         results=serialise_results(evaluated.results), holdout=holdout.info,
         slices={"columns": policy.slices.columns, "intersections": policy.slices.intersections},
         classes=evaluated.predictions.classes or evaluated.model.classes,

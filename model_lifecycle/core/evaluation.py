@@ -115,8 +115,14 @@ def slice_masks(frame: "pd.DataFrame", columns: list[str], intersections: list[l
     import pandas as pd
 
     groups: dict[str, np.ndarray] = {}
+    def as_text(column: str) -> Any:  # categories stay categories: no Python string per row
+        series = frame[column]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            return series.cat.rename_categories([str(c) for c in series.cat.categories])
+        return series.astype(str)
+
     for combo in [[c] for c in columns] + [list(c) for c in intersections]:
-        codes = [pd.factorize(frame[c].astype(str), sort=True) for c in combo]
+        codes = [pd.factorize(as_text(c), sort=True) for c in combo]
         if len(combo) == 1:
             labels, uniques = codes[0]
             order = np.argsort(labels, kind="stable")
@@ -124,7 +130,7 @@ def slice_masks(frame: "pd.DataFrame", columns: list[str], intersections: list[l
             for i, value in enumerate(uniques):
                 groups[slice_key({combo[0]: value})] = order[bounds[i]: bounds[i + 1]]
             continue
-        joint = pd.DataFrame({c: frame[c].astype(str) for c in combo}).groupby(combo, sort=True).indices
+        joint = pd.DataFrame({c: as_text(c) for c in combo}).groupby(combo, sort=True, observed=True).indices
         for values, index in joint.items():
             groups[slice_key(dict(zip(combo, values)))] = np.asarray(index)
     return groups
@@ -404,7 +410,7 @@ def evaluate_rows(
     everything = np.arange(len(y))
     for key, index in {OVERALL: everything, **groups}.items():
         sub_y = y if key == OVERALL else y[index]
-        sub_p = p if key == OVERALL else _take(p, index)
+        sub_p = p if key == OVERALL else take(p, index)
         result = SliceResult(key, len(index), key != OVERALL and len(index) < policy.slices.min_size)
         if not result.insufficient:
             for metric in policy.metric_names():
@@ -419,7 +425,7 @@ def evaluate_rows(
     return results
 
 
-def _take(p: Predictions, index: np.ndarray) -> Predictions:
+def take(p: Predictions, index: np.ndarray) -> Predictions:
     return Predictions(
         labels=None if p.labels is None else p.labels[index],
         scores=None if p.scores is None else p.scores[index],
@@ -448,8 +454,8 @@ def paired_delta_interval(
     deltas = []
     for _ in range(samples):
         index = rng.integers(0, n, n)
-        va = metric_value(metric, y[index], _take(cand, index), task)
-        vb = metric_value(metric, y[index], _take(base, index), task)
+        va = metric_value(metric, y[index], take(cand, index), task)
+        vb = metric_value(metric, y[index], take(base, index), task)
         if va is not None and vb is not None:
             deltas.append(va - vb)
     if len(deltas) < samples // 2:
@@ -563,3 +569,181 @@ def prepare_holdout(policy: "Policy", path: str | None = None) -> Holdout:
     groups = slice_masks(frame, policy.slices.columns, policy.slices.intersections)
     info = {"path": str(file), "rows": len(frame), "sha256": dataframe_sha256(frame)}
     return Holdout(frame, y, groups, info)
+
+
+# --- the hold-out in batches: larger than memory ----------------------------------------------------
+
+BATCH_ROWS = 250_000  # rows per batch: features of one batch at a time are in memory
+SAMPLE_ROWS = 1_000_000  # a uniform sample of at most this many rows is kept for the reference profile
+
+
+@dataclass
+class Streamed:
+    """The hold-out evaluated batch by batch: only what the metrics need is kept (labels, predictions,
+    slice keys), plus a uniform sample of rows for the reference profile."""
+
+    y: np.ndarray
+    groups: dict[str, np.ndarray]
+    info: dict[str, Any]
+    evaluated: dict[str, Evaluated]  # model URI -> its predictions and results
+    sample: "pd.DataFrame"  # up to SAMPLE_ROWS rows of the hold-out, all columns
+    sample_rows: np.ndarray  # their positions in the hold-out
+
+
+def evaluate_holdout(
+    policy: "Policy", uris: list[str], path: str | None = None, *, batch_rows: int = BATCH_ROWS,
+    progress: Any = None, models: dict[str, LoadedModel] | None = None,
+) -> Streamed:
+    """Predict every model on the hold-out in batches read through pyarrow, then compute the metrics
+    overall and by slice on what was kept: results equal to evaluating the whole table at once.
+
+    Peak memory is one batch of features plus, per row, the label, each model's predictions and the
+    slice keys. The hold-out's digest is the same as ``lineage.dataframe_sha256`` of the whole table
+    (row hashes are per row; integer columns with missing values are read as floats in both)."""
+    import hashlib
+
+    import pandas as pd
+
+    file = path or policy.holdout.path
+    target, slices = policy.holdout.target, policy.slices.columns
+    dataset = _open_holdout(file)
+    names = dataset.schema.names
+    missing = [c for c in [target, *slices] if c not in names]
+    if missing:
+        role = "target" if missing[0] == target else "slice"
+        raise BadInput(f"hold-out file {str(file)!r} has no {role} column {missing[0]!r}",
+                       hint=f"columns are: {', '.join(map(str, names[:30]))}")
+    total = _count(dataset, file)
+    if total == 0:
+        raise BadInput(f"hold-out file {str(file)!r} has no rows")
+    _check_target(dataset, file, target)
+    models = dict(models or {})
+    for uri in uris:
+        if uri not in models:
+            models[uri] = load_model(uri)
+    rng = np.random.default_rng(0)
+    keep_share = min(1.0, SAMPLE_ROWS / total)
+    ys, slice_parts, sample_parts, sample_rows = [], {c: [] for c in slices}, [], []
+    kept: dict[str, list[Predictions]] = {uri: [] for uri in uris}
+    digest = hashlib.sha256()
+    seen = 0
+    for batch in _batches(dataset, file, batch_rows):
+        frame = batch.to_pandas()
+        if seen == 0:
+            digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        y = frame[target].to_numpy()
+        for uri in uris:
+            features = feature_frame(models[uri], frame, target, policy.checks.require_signature)
+            predictions = predict(models[uri], features, policy.task, y)
+            _check_range(policy, uri, predictions)
+            kept[uri].append(predictions)
+        ys.append(y)
+        for column in slices:
+            slice_parts[column].append(frame[column].astype(str).astype("category"))
+        chosen = np.flatnonzero(rng.random(len(frame)) < keep_share) if keep_share < 1 else np.arange(len(frame))
+        sample_parts.append(frame.iloc[chosen])
+        sample_rows.append(chosen + seen)
+        seen += len(frame)
+        if progress is not None:
+            progress(seen, total, "hold-out rows evaluated")
+        del frame, batch
+    y = np.concatenate(ys)
+    slice_frame = pd.DataFrame({c: pd.Series(pd.api.types.union_categoricals(parts))
+                                for c, parts in slice_parts.items()}) if slices else pd.DataFrame(index=range(len(y)))
+    groups = slice_masks(slice_frame, slices, policy.slices.intersections)
+    del slice_frame, slice_parts
+    evaluated = {}
+    for uri in uris:
+        predictions = _concat(kept.pop(uri), policy.task, y)
+        evaluated[uri] = Evaluated(models[uri], predictions, evaluate_rows(policy, y, predictions, groups))
+    info = {"path": str(file), "rows": int(len(y)), "sha256": "sha256:" + digest.hexdigest()}
+    sample = pd.concat(sample_parts, ignore_index=True)
+    return Streamed(y, groups, info, evaluated, sample, np.concatenate(sample_rows))
+
+
+def _open_holdout(file: str | Path) -> Any:
+    from model_lifecycle.core.tables import open_table
+
+    if "://" not in str(file) and not Path(file).is_file():
+        raise BadInput(f"hold-out file {str(file)!r} not found", hint="check holdout.path in the policy")
+    try:
+        return open_table(str(file), "hold-out file")
+    except BadInput as exc:
+        raise BadInput(exc.message.replace("hold-out file hold-out file", "hold-out file"),
+                       hint="check holdout.path in the policy") from exc
+
+
+def _count(dataset: Any, file: str | Path) -> int:
+    try:
+        return int(dataset.count_rows())
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {_first_line(exc)}") from exc
+
+
+def _batches(dataset: Any, file: str | Path, batch_rows: int) -> Any:
+    try:
+        for batch in dataset.to_batches(batch_size=batch_rows):
+            if batch.num_rows:
+                yield batch
+    except BadInput:
+        raise
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError: a broken or mistyped file
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {_first_line(exc)}") from exc
+
+
+def _check_target(dataset: Any, file: str | Path, target: str) -> None:
+    """Missing or infinite targets, counted over the whole column (read alone, in batches)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = infinite = 0
+    for batch in _target_batches(dataset, file, target):
+        column = batch.column(0)
+        missing += column.null_count
+        if pa.types.is_floating(column.type):
+            missing += int(pc.sum(pc.is_nan(column)).as_py() or 0)
+            infinite += int(pc.sum(pc.is_inf(column)).as_py() or 0)
+    if missing:
+        raise BadInput(f"hold-out column {target!r} has {missing} missing target values")
+    if infinite:
+        raise BadInput(f"hold-out column {target!r} has {infinite} infinite target values")
+
+
+def _target_batches(dataset: Any, file: str | Path, target: str) -> Any:
+    try:
+        yield from dataset.to_batches(columns=[target], batch_size=1_000_000)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _check_range(policy: "Policy", uri: str, predictions: Predictions) -> None:
+    if policy.checks.prediction_range is None:
+        return
+    low, high = policy.checks.prediction_range
+    values = predictions.scores if predictions.scores is not None else predictions.values
+    if values is not None and len(values) and (values.min() < low or values.max() > high):
+        raise ModelFault(
+            f"model {uri!r} predicted values outside checks.prediction_range [{low:g}, {high:g}]: "
+            f"min {values.min():.4g}, max {values.max():.4g}"
+        )
+
+
+def _concat(parts: list[Predictions], task: str, y: np.ndarray) -> Predictions:
+    """One model's predictions of every batch as one; a pyfunc classifier's classes fixed once over all rows."""
+    def joined(field_name: str) -> np.ndarray | None:
+        arrays = [getattr(p, field_name) for p in parts]
+        return None if arrays[0] is None else np.concatenate(arrays)
+
+    labels, scores, values = joined("labels"), joined("scores"), joined("values")
+    classes = parts[0].classes
+    if labels is not None and scores is None and task == "binary":  # no predict_proba: see _predict
+        known = sorted(set(np.unique(y).tolist()) | set(np.unique(labels).tolist()), key=str)
+        classes = known if len(known) == 2 else None
+    elif labels is not None and scores is None:
+        classes = None
+    return Predictions(labels=labels, scores=scores, values=values, classes=classes)

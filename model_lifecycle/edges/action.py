@@ -96,10 +96,10 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
             i.uri, i.policy, i.holdout, tests_command=value("test-command") or None,
             output=str(i.out / "checks.json"))),
         "evaluate": lambda: gate.evaluate(gate.EvaluateRequest(
-            i.uri, i.policy, i.holdout, output=str(i.out / "evaluation.json"))),
+            i.uri, i.policy, i.holdout, output=str(i.out / "evaluation.json"), progress=cli.Progress())),
         "compare": lambda: gate.compare(gate.CompareRequest(
             i.model, i.version, i.policy, holdout=i.holdout, output=str(i.out / "verdict.json"),
-            report=str(i.out / "report.md"))),
+            report=str(i.out / "report.md"), progress=cli.Progress())),
         "card": lambda: _card(i),
         "stage-check": lambda: stage_check.stage_check(stage_check.StageCheckRequest(
             i.model, i.version, i.policy, i.holdout, output=str(i.out / "stage-check.json"))),
@@ -121,7 +121,7 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
             since=value("since") or None, until=value("until") or None, output=str(i.out / "monitoring.json"),
             report=str(i.out / "monitoring.md"), act=flag("act", True) and not flag("dry-run"),
             log=not flag("dry-run"),
-            repo=settings.GITHUB_REPOSITORY.get(), webhook_url=settings.WEBHOOK_URL.get())),
+            repo=settings.GITHUB_REPOSITORY.get(), webhook_url=settings.WEBHOOK_URL.get(), progress=cli.Progress())),
         "notify": lambda: notify.notify(notify.NotifyRequest(
             model=i.model, version=i.version or None, event=value("event"), report=value("report") or None,
             card_diff=value("card-diff") or None, pr=_pr_number(), request_approval=flag("request-approval"),

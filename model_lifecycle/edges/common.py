@@ -291,3 +291,50 @@ def bounded(kind: type, low: float, high: float, flag: str) -> Callable[[str], A
         return value
 
     return parse
+
+
+PROGRESS_LINE_SECONDS = 5.0  # without a terminal (CI logs): one progress line at most this often
+
+
+class Progress:
+    """Progress of a long step, as the API reports it (``progress(done, total, what)``): a rich bar on
+    a terminal, a line every few seconds in a log, nothing at all when the output is JSON."""
+
+    def __init__(self, json_output: bool = False, stream: Any = None) -> None:
+        self.enabled = not json_output
+        self.stream = stream or sys.stderr
+        self.bar: Any = None
+        self.task: Any = None
+        self.last = 0.0
+        self.printed = False
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled or total <= 0:
+            return
+        import time
+
+        if getattr(self.stream, "isatty", lambda: False)():
+            self._bar(done, total, what)
+            return
+        now = time.monotonic()
+        finished = done >= total
+        if (now - self.last >= PROGRESS_LINE_SECONDS and not finished) or (finished and self.printed):
+            print(f"{what}: {done:,} of {total:,} ({100 * done / total:.0f}%)", file=self.stream, flush=True)
+            self.last, self.printed = now, True
+        elif self.last == 0.0:
+            self.last = now  # the first line comes after PROGRESS_LINE_SECONDS: short steps print none
+
+    def _bar(self, done: int, total: int, what: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        if self.bar is None:
+            self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                           console=Console(file=self.stream), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(what, total=total)
+        self.bar.update(self.task, completed=done, total=total, description=what)
+        if done >= total:
+            self.bar.stop()
+            self.bar = None

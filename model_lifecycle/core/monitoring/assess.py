@@ -94,7 +94,7 @@ def required_columns(profile: dict[str, Any]) -> list[str]:
 
 def assess(
     policy: "Policy", profile: dict[str, Any], window: windows.Window, *, labels: Any = None,
-    label_column: str | None = None, now: datetime | None = None,
+    label_column: str | None = None, now: datetime | None = None, progress: Any = None,
 ) -> Assessment:
     settings = policy.monitoring
     missing = [c for c in required_columns(profile) if c not in window.columns]
@@ -121,9 +121,12 @@ def assess(
         return result
     findings = result.findings
     _volume(result, window, settings)
-    for name, summary in profile["features"].items():
+    for done, (name, summary) in enumerate(profile["features"].items(), start=1):
         values = windows.as_numpy(window.read([name]).column(0))
         result.features[name] = _feature(findings, name, summary, values, settings.drift_for(name), settings, "feature")
+        del values
+        if progress is not None:
+            progress(done, len(profile["features"]), "window columns judged")
     if profile.get("prediction") and windows.PREDICTION in window.columns:
         values = windows.as_numpy(window.read([windows.PREDICTION]).column(0))
         summary = profile["prediction"]
@@ -279,7 +282,14 @@ def _join_labels(window: windows.Window, labels: Any, target: str, delay_hours: 
     info = {"labels": int(labels.num_rows), "joined": int(joined.num_rows),
             "unmatched": int(labels.num_rows - pc.sum(matched).as_py()),
             "coverage": round(joined.num_rows / eligible, 4) if eligible else None}
-    frame = joined.select([windows.PREDICTION, target, *from_labels, *from_window]).to_pandas() if joined.num_rows else None
+    if joined.num_rows:  # slice keys as categories: no Python string per row
+        kept = joined.select([windows.PREDICTION, target, *from_labels, *from_window])
+        for column in [*from_labels, *from_window]:
+            index = kept.schema.get_field_index(column)
+            kept = kept.set_column(index, column, pc.dictionary_encode(kept.column(column).cast(pa.string())))
+        frame = kept.to_pandas()
+    else:
+        frame = None
     return {"info": info, "frame": frame}
 
 

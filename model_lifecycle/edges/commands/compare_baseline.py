@@ -42,6 +42,7 @@ def call(args: Any) -> Any:
         args.model, args.candidate, policy=args.policy, baseline=args.baseline, holdout=args.holdout,
         output=args.output, report=args.report, stage=args.stage, experiment=args.experiment, log=not args.no_log,
         reason=args.reason, actor=args.actor, aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
+        progress=cli.Progress(args.json),
     ))
 
 

@@ -33,7 +33,8 @@ def call(args: Any) -> Any:
     from model_lifecycle.api.gate import EvaluateRequest, evaluate
 
     return evaluate(EvaluateRequest(args.model_uri, policy=args.policy, holdout=args.holdout, output=args.output,
-                                    experiment=args.experiment, log=not args.no_log, tracking_uri=args.tracking_uri))
+                                    experiment=args.experiment, log=not args.no_log, tracking_uri=args.tracking_uri,
+                                    progress=cli.Progress(args.json)))
 
 
 def render(result: dict[str, Any]) -> None:

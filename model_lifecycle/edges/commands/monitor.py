@@ -52,7 +52,7 @@ def call(args: Any) -> Any:
         args.model, args.window, args.policy, version=args.version, labels=args.labels, label_column=args.label_column,
         since=args.since, until=args.until, reference=args.reference, output=args.output, report=args.report,
         act=not args.dry_run, log=not args.dry_run, repo=args.repo, actor=args.actor,
-        aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
+        aliases=cli.alias_names(args), tracking_uri=args.tracking_uri, progress=cli.Progress(args.json),
     ))
 
 
