@@ -565,3 +565,16 @@ NO_VERDICT = "it has no gate verdict (run compare_baseline.py against the curren
 )
 def test_verdict_problem(version_tags, champion, expected):
     assert verdict_problem(SimpleNamespace(version="4", tags=version_tags), champion) == expected
+
+
+def test_a_captured_request_is_parsed_with_the_schema_of_the_version_that_answered_it():
+    """The capture writer runs after the request: by then serve may have switched versions."""
+    from model_lifecycle.core.serving import AliasFollower, Served
+
+    follower = AliasFollower(client=None, model_name="m", alias="champion", poll_seconds=30)
+    assert follower.model_for("3") is None
+    follower.previous = Served("2", "model of v2", None, 0.0)
+    follower.current = Served("3", "model of v3", None, 0.0)
+    assert follower.model_for("2") == "model of v2"
+    assert follower.model_for("3") == "model of v3"
+    assert follower.model_for("1") == "model of v3"  # evicted since: the current schema is the best guess

@@ -93,8 +93,9 @@ def compare(request: CompareRequest) -> CompareResult:
 
     cand_uri = f"models:/{request.model}/{candidate_version}"
     base_uri = f"models:/{request.model}/{baseline_version}" if baseline_version else None
-    holdout = evaluation.evaluate_holdout(policy, [cand_uri, *([base_uri] if base_uri else [])], request.holdout,
-                                          progress=request.progress)
+    uris = [cand_uri, *([base_uri] if base_uri else [])]
+    holdout = evaluation.evaluate_holdout(policy, uris, request.holdout, progress=request.progress,
+                                          sample_size=evaluation.SAMPLE_ROWS if request.log else 0)
     cand = holdout.evaluated[cand_uri]
     base = holdout.evaluated.get(base_uri) if base_uri else None
 
@@ -192,7 +193,8 @@ def evaluate(request: EvaluateRequest) -> EvaluateResult:
             with registry.mlflow_errors(not_found=f"model {name!r} has no alias @{match.group(3)}"):
                 mv = client.get_model_version_by_alias(name, match.group(3))
         version, source = str(mv.version), mv.source
-    holdout = evaluation.evaluate_holdout(policy, [request.model_uri], request.holdout, progress=request.progress)
+    holdout = evaluation.evaluate_holdout(policy, [request.model_uri], request.holdout, progress=request.progress,
+                                          sample_size=evaluation.SAMPLE_ROWS if request.log else 0)
     evaluated = holdout.evaluated[request.model_uri]
     document = {
         "model_uri": request.model_uri, "model": name, "version": version, "holdout": holdout.info,

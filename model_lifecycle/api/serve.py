@@ -101,8 +101,7 @@ def prepare(request: ServeRequest) -> ServingStack:
         shadow = serving.AliasFollower(client, request.model, request.shadow_alias, request.poll_seconds)
         shadow.refresh()  # a missing challenger is not fatal: shadowing resumes when the alias appears
     if capture is not None:
-        capture.parse = lambda item: serving.parse_request(
-            follower.current.model if follower.current else None, item)
+        capture.parse = lambda item: serving.parse_request(follower.model_for(item.version), item)
         if shadow is not None:
             capture.on_batch = lambda batch: _score_shadow(shadow, batch)
         capture.start()

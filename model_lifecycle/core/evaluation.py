@@ -125,15 +125,32 @@ def slice_masks(frame: "pd.DataFrame", columns: list[str], intersections: list[l
         codes = [pd.factorize(as_text(c), sort=True) for c in combo]
         if len(combo) == 1:
             labels, uniques = codes[0]
-            order = np.argsort(labels, kind="stable")
+            order = np.argsort(labels, kind="stable").astype(_index_type(len(labels)))
             bounds = np.searchsorted(labels[order], np.arange(len(uniques) + 1))
             for i, value in enumerate(uniques):
                 groups[slice_key({combo[0]: value})] = order[bounds[i]: bounds[i + 1]]
             continue
         joint = pd.DataFrame({c: as_text(c) for c in combo}).groupby(combo, sort=True, observed=True).indices
         for values, index in joint.items():
-            groups[slice_key(dict(zip(combo, values)))] = np.asarray(index)
+            groups[slice_key(dict(zip(combo, values)))] = np.asarray(index, dtype=_index_type(len(frame)))
     return groups
+
+
+def _index_type(rows: int) -> Any:
+    """Row positions in 4 bytes while they fit: the slices of a 20M-row hold-out hold 20M positions each."""
+    return np.int32 if rows < 2**31 else np.int64
+
+
+def compact(values: np.ndarray) -> np.ndarray:
+    """Integer labels in the smallest integer type that holds them (the same values, a fraction of the
+    memory when a 20M-row hold-out is kept for its metrics); anything else unchanged."""
+    if values.dtype.kind not in "iu" or not len(values):
+        return values
+    low, high = values.min(), values.max()
+    for kind in (np.int8, np.int16, np.int32):
+        if np.iinfo(kind).min <= low and high <= np.iinfo(kind).max:
+            return values.astype(kind)
+    return values
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -282,9 +299,18 @@ def _require_finite(uri: str, values: np.ndarray) -> None:
 
 
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, s))
+    """ROC AUC as the Mann-Whitney statistic, ties counted half: the area scikit-learn's
+    ``roc_auc_score`` computes, in integers until one final division (so at least as exact), with one
+    unstable sort instead of its input checks and stable sort, for every slice."""
+    order = np.argsort(s, kind="quicksort")
+    ranked, positive = s[order], y[order].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    pos = np.add.reduceat(positive, starts)
+    neg = np.diff(np.r_[starts, len(ranked)]) - pos
+    below = np.cumsum(neg) - neg
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    twice = int(np.sum(pos * (2 * below + neg)))  # exact: 2 x (pairs ranked right + ties / 2)
+    return twice / (2 * n_pos * n_neg)
 
 
 def _positive(y: np.ndarray, classes: list[Any] | None) -> np.ndarray:
@@ -334,12 +360,17 @@ def metric_value(metric: str, y: np.ndarray, p: Predictions, task: str) -> float
         labels = _positive(p.labels, p.classes) if p.labels is not None else None
         if labels is None:
             return None
+        # From confusion counts, as scikit-learn computes them with zero_division=0 (same expressions,
+        # so the same floats), without its input validation for every slice.
+        tp = int(np.count_nonzero(yb & labels))
+        fp = int(np.count_nonzero(labels)) - tp
+        fn = int(np.count_nonzero(yb)) - tp
         if metric == "precision":
-            return float(skm.precision_score(yb, labels, zero_division=0))
+            return tp / (tp + fp) if tp + fp else 0.0
         if metric == "recall":
-            return float(skm.recall_score(yb, labels, zero_division=0))
+            return tp / (tp + fn) if tp + fn else 0.0
         if metric == "f1":
-            return float(skm.f1_score(yb, labels, zero_division=0))
+            return 2 * tp / (2 * tp + fn + fp) if tp else 0.0
     if task == "multiclass" and p.labels is not None and metric in ("f1_macro", "f1_weighted"):
         return float(skm.f1_score(y, p.labels, average=metric.split("_")[1], zero_division=0))
     if task == "regression" and metric == "r2" and n > 1:
@@ -574,7 +605,7 @@ def prepare_holdout(policy: "Policy", path: str | None = None) -> Holdout:
 # --- the hold-out in batches: larger than memory ----------------------------------------------------
 
 BATCH_ROWS = 250_000  # rows per batch: features of one batch at a time are in memory
-SAMPLE_ROWS = 1_000_000  # a uniform sample of at most this many rows is kept for the reference profile
+SAMPLE_ROWS = 250_000  # a uniform sample of at most this many rows is kept for the reference profile
 
 
 @dataclass
@@ -592,7 +623,7 @@ class Streamed:
 
 def evaluate_holdout(
     policy: "Policy", uris: list[str], path: str | None = None, *, batch_rows: int = BATCH_ROWS,
-    progress: Any = None, models: dict[str, LoadedModel] | None = None,
+    progress: Any = None, models: dict[str, LoadedModel] | None = None, sample_size: int = SAMPLE_ROWS,
 ) -> Streamed:
     """Predict every model on the hold-out in batches read through pyarrow, then compute the metrics
     overall and by slice on what was kept: results equal to evaluating the whole table at once.
@@ -622,7 +653,7 @@ def evaluate_holdout(
         if uri not in models:
             models[uri] = load_model(uri)
     rng = np.random.default_rng(0)
-    keep_share = min(1.0, SAMPLE_ROWS / total)
+    keep_share = min(1.0, sample_size / total)
     ys, slice_parts, sample_parts, sample_rows = [], {c: [] for c in slices}, [], []
     kept: dict[str, list[Predictions]] = {uri: [] for uri in uris}
     digest = hashlib.sha256()
@@ -637,11 +668,15 @@ def evaluate_holdout(
             features = feature_frame(models[uri], frame, target, policy.checks.require_signature)
             predictions = predict(models[uri], features, policy.task, y)
             _check_range(policy, uri, predictions)
+            if predictions.labels is not None:
+                predictions.labels = compact(predictions.labels)
             kept[uri].append(predictions)
-        ys.append(y)
+        ys.append(compact(y))
         for column in slices:
             slice_parts[column].append(frame[column].astype(str).astype("category"))
         chosen = np.flatnonzero(rng.random(len(frame)) < keep_share) if keep_share < 1 else np.arange(len(frame))
+        if not sample_size:
+            chosen = chosen[:0]
         sample_parts.append(frame.iloc[chosen])
         sample_rows.append(chosen + seen)
         seen += len(frame)

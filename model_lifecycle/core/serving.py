@@ -123,6 +123,14 @@ class AliasFollower:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"follow-{alias}", daemon=True)
 
+    def model_for(self, version: str) -> Any:
+        """The loaded model of ``version`` (the current or the previous one), for parsing a captured
+        request with the schema of the version that answered it; the current model otherwise."""
+        for served in (self.current, self.previous):
+            if served is not None and served.version == version:
+                return served.model
+        return self.current.model if self.current is not None else None
+
     def resolve(self) -> str:
         from model_lifecycle.adapters.registry import mlflow_errors
 

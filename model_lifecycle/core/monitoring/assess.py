@@ -137,7 +137,8 @@ def assess(
     if joined is not None:
         result.labels = joined["info"]
         if joined["frame"] is not None:
-            result.performance = _performance(findings, policy, profile, joined["frame"], label_column or policy.holdout.target)
+            result.performance = _performance(findings, policy, profile, joined["frame"],
+                                              label_column or policy.holdout.target)
     if windows.SHADOW in window.columns:
         result.shadow = _shadow(findings, policy, window, labels)
     levels = {f["level"] for f in findings}
@@ -329,7 +330,8 @@ def _performance(findings: list[dict[str, Any]], policy: "Policy", profile: dict
     settings = policy.monitoring
     present = [c for c in policy.slices.columns if c in frame.columns]
     intersections = [combo for combo in policy.slices.intersections if all(c in present for c in combo)]
-    live_policy = policy.model_copy(update={"slices": policy.slices.model_copy(update={"min_size": settings.min_slice_rows})})
+    live_slices = policy.slices.model_copy(update={"min_size": settings.min_slice_rows})
+    live_policy = policy.model_copy(update={"slices": live_slices})
     y = frame[target].to_numpy()
     predictions = live_predictions(frame[windows.PREDICTION].to_numpy(), policy.task, profile.get("classes"))
     groups = evaluation.slice_masks(frame, present, intersections)

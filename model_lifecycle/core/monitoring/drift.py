@@ -66,7 +66,9 @@ def ks(summary: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
     return d, float(min(1.0, max(0.0, kstwo.sf(d, en)))) if en > 0 else float("nan")
 
 
-def categorical_shares(summary: dict[str, Any], present: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+def categorical_shares(
+    summary: dict[str, Any], present: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """(reference shares, window counts, window shares, unseen value -> count) over the reference's categories
     plus one bucket for everything else (the reference's ``other`` and values it never had)."""
     from model_lifecycle.core.monitoring.profile import as_text
