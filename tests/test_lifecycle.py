@@ -6,11 +6,24 @@ import threading
 import time
 
 import pandas as pd
-from conftest import aliases, audit_events, call, record_passing_verdict, run_script
+import pytest
+from conftest import aliases, audit_events, both_backends, call, record_passing_verdict, run_script
 
 from model_lifecycle.edges.commands import rollback
 from model_lifecycle.edges.commands import status
 from model_lifecycle.edges.commands import transition
+
+
+# The lifecycle, lock, audit, race and crash tests run on both backends (@both_backends): the sqlite
+# server, and PostgreSQL with 4 server workers (tests/postgres.py). The others run on sqlite.
+@pytest.fixture()
+def tracking_uri(tracking_uri, backend_uri):
+    return backend_uri
+
+
+@pytest.fixture()
+def trained(trained, backend, request):
+    return request.getfixturevalue("pg_trained") if backend == "postgresql" else trained
 
 
 def uri_args(tracking_uri: str, name: str) -> list[str]:
@@ -41,6 +54,7 @@ def staged(client, tracking_uri, name, version, *extra):
     return to(tracking_uri, name, version, "staging", *extra)
 
 
+@both_backends
 def test_register_tags_lineage_and_records_the_event(client, trained, make_versions, model_name):
     (v1,) = make_versions(1)
     mv = client.get_model_version(model_name, v1)
@@ -52,6 +66,7 @@ def test_register_tags_lineage_and_records_the_event(client, trained, make_versi
     assert [(e["action"], e["version"]) for e in events] == [("register", v1)]
 
 
+@both_backends
 def test_stage_then_promote_serves_the_champion(client, tracking_uri, trained, make_versions, model_name):
     v1, v2 = make_versions(2)
     assert staged(client, tracking_uri, model_name, v1, "--reason", "gate passed")[0] == 0
@@ -81,6 +96,7 @@ def test_stage_then_promote_serves_the_champion(client, tracking_uri, trained, m
     assert audit_events(client, model_name)[-1]["previous_version"] == v1
 
 
+@both_backends
 def test_promotion_is_compare_and_set(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
     staged(client, tracking_uri, model_name, v1)
@@ -109,6 +125,7 @@ def test_promoting_a_non_challenger_needs_force_with_a_reason(client, tracking_u
     assert event["details"]["forced"] is True and event["reason"] == "hotfix"
 
 
+@both_backends
 def test_promote_race_exactly_one_wins(client, tracking_uri, make_versions, model_name):
     """Three promoters with the same --expect-champion start together: one wins, two get exit 1."""
     from mlflow import MlflowClient
@@ -145,6 +162,7 @@ def test_promote_race_exactly_one_wins(client, tracking_uri, make_versions, mode
     assert client.search_registered_models(f"name = '{model_name}.lifecycle-lock'") == []
 
 
+@both_backends
 def test_promote_race_between_processes(client, tracking_uri, make_versions, model_name):
     import subprocess
     import sys
@@ -168,6 +186,7 @@ def test_promote_race_between_processes(client, tracking_uri, make_versions, mod
     assert len([e for e in audit_events(client, model_name) if e["action"] == "promote"]) == 2
 
 
+@both_backends
 def test_crash_after_commit_is_finished_by_rerunning(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
     staged(client, tracking_uri, model_name, v1)
@@ -191,6 +210,7 @@ def test_crash_after_commit_is_finished_by_rerunning(client, tracking_uri, make_
     assert open_claims(client, model_name) == []
 
 
+@both_backends
 def test_rollback_after_two_promotions_goes_to_the_recorded_previous(client, tracking_uri, make_versions, model_name):
     v1, v2, v3 = make_versions(3)
     # v2 is never champion: rollback must return to v1, not "version minus one"
@@ -217,6 +237,7 @@ def test_rollback_without_any_promotion_refuses(client, tracking_uri, make_versi
     assert aliases(client, model_name) == {}
 
 
+@both_backends
 def test_archive_marks_and_unaliases_but_never_the_champion(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
     staged(client, tracking_uri, model_name, v1)
@@ -273,6 +294,7 @@ def test_status_reports_an_alias_moved_outside_the_toolkit(client, tracking_uri,
     assert code == 1 and "moved outside the toolkit" in result["error"]
 
 
+@both_backends
 def test_concurrent_audit_writers_lose_nothing(client, tracking_uri, make_versions, model_name):
     from mlflow import MlflowClient
 
@@ -312,6 +334,7 @@ def test_long_non_ascii_reason_keeps_the_audit_record_readable(client, tracking_
     assert call(rollback, [*uri_args(tracking_uri, model_name), "--reason", "r"])[0] == 2  # only one champion
 
 
+@both_backends
 def test_status_reports_a_half_done_change_not_an_outside_one(client, tracking_uri, make_versions, model_name):
     v1, v2 = make_versions(2)
     staged(client, tracking_uri, model_name, v1)
@@ -357,8 +380,8 @@ def test_promoting_the_champion_again_is_a_noop_before_any_gate(client, tracking
     own = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     calls = []
 
-    def card_gate():
-        calls.append(1)
+    def card_gate(mv):
+        calls.append(str(mv.version))
         raise Refused("the model card is not ready")
 
     again = lifecycle.promote(own, model_name, v1, lifecycle.AliasNames(), expect_champion=v1, gate=card_gate)
@@ -369,9 +392,10 @@ def test_promoting_the_champion_again_is_a_noop_before_any_gate(client, tracking
         raise AssertionError("the gate should have refused")
     except Refused:
         pass
-    assert calls == [1] and aliases(client, model_name)["champion"] == v1
+    assert calls == [v2] and aliases(client, model_name)["champion"] == v1
 
 
+@both_backends
 def test_late_write_of_an_abandoned_change_is_reported_and_repaired(client, tracking_uri, make_versions, model_name):
     from mlflow import MlflowClient
 

@@ -191,7 +191,8 @@ def promote(request: PromoteRequest) -> Change:
     return lifecycle.promote(
         client, request.model, version, names, expect_champion=expect, force=request.force,
         reason=request.reason, actor=request.actor, approver=approver, approval=recorded, evidence=evidence,
-        gate=lambda: _card_gate(client, request, version, evidence, approver), legacy_stages=request.legacy_stages,
+        gate=lambda mv: _card_gate(client, request, version, evidence, approver, mv),
+        legacy_stages=request.legacy_stages,
     )
 
 
@@ -232,7 +233,7 @@ def _github_approval(request: PromoteRequest) -> Approval:
 
 
 def _card_gate(client: Any, request: PromoteRequest, version: str, evidence: dict[str, str],
-               approver: Any = ...) -> dict[str, Any]:
+               approver: Any = ..., mv: Any = None) -> dict[str, Any]:
     """Production needs a complete, current model card; its sha256 becomes evidence of the promotion.
 
     ``approver`` is who approved this promotion as resolved by ``promote`` (``--approver``, or the
@@ -244,7 +245,7 @@ def _card_gate(client: Any, request: PromoteRequest, version: str, evidence: dic
         return {"card_check": "skipped"}
     if approver is ...:
         approver = request.approval.approver if request.approval else None
-    card, problems = cards.check_version(client, request.model, version)
+    card, problems = cards.check_version(client, request.model, version, mv)
     hint = "complete model-card.yml, run model_card.py build, then promote again"
     if card is not None and cards.get_path(card["team"], "card.risk.ai_act_tier") == "high":
         names = list(dict.fromkeys([approver, *(approver or "").split(",")] if approver and "," in approver

@@ -334,7 +334,7 @@ def promote(
     evidence: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
     legacy_stages: bool = False,
-    gate: Callable[[], dict[str, Any] | None] | None = None,
+    gate: Callable[[Any], dict[str, Any] | None] | None = None,
 ) -> Change:
     """Move the champion alias to ``version``, compare-and-set against ``expect_champion``.
 
@@ -343,8 +343,9 @@ def promote(
     champion keeps the previous-champion alias, so it stays reachable for rollback.
 
     ``gate`` (optional) runs once, only when the promotion is going to change the champion (never
-    for the no-op of promoting the champion again), before the change is claimed: it may refuse
-    (raise Refused), add to ``evidence``, and return details to record (the card gate does all three).
+    for the no-op of promoting the champion again), before the change is claimed, with the version as
+    read here (so it is not read again): it may refuse (raise Refused), add to ``evidence``, and return
+    details to record (the card gate does all three).
     """
     names.validated()
     require_reason_for_force(force, reason)
@@ -379,7 +380,7 @@ def promote(
             )
         _check_verdict(name, version, mv, current, force, "production")
         if gate is not None and not gated:
-            gated.append(gate() or {})
+            gated.append(gate(mv) or {})
         event = audit.new_event(
             "promote", name, version, previous_version=current, alias=names.champion,
             reason=reason, actor_name=actor, approver=approver, approval=approval,

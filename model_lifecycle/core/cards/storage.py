@@ -84,11 +84,13 @@ def load_stored(client: Any, name: str, version: str, mv: Any = None) -> dict[st
     return card
 
 
-def check_version(client: Any, name: str, version: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """The completeness gate for one version: (card, problems); no problems means it may be promoted."""
+def check_version(client: Any, name: str, version: str,
+                  mv: Any = None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The completeness gate for one version: (card, problems); no problems means it may be promoted.
+    ``mv``: the version as the caller already read it (the promotion reads it once)."""
     from model_lifecycle.adapters import registry
 
-    mv = registry.get_version(client, name, version)
+    mv = mv if mv is not None else registry.get_version(client, name, version)
     card = load_stored(client, name, version, mv)
     if card is None:
         return None, [f"no model card was built for v{version}: run model_card.py build"]
