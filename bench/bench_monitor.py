@@ -180,7 +180,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--evidently-python", help="A Python with evidently installed (a separate venv).")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make:
+        make_data(int(args.make[0]), Path(args.make[1]))
+        return
     if args.child:
         import resource
 
@@ -193,7 +197,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-monitor-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
-        make_data(args.rows, folder)
+        # In a child process: Linux keeps a process's peak RSS across fork and exec, so a parent that
+        # had held the data would lend its peak to every measured child.
+        subprocess.run([sys.executable, __file__, "--make", str(args.rows), str(folder)], check=True)
         print(f"data: {args.rows:,} rows x {len(NUMBERS) + len(CATEGORIES)} features in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
         made = run_child(sys.executable, "profile", folder)

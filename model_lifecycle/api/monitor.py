@@ -61,7 +61,8 @@ class MonitorResult(Result):
     window: dict[str, Any]
     findings: list[dict[str, Any]]
     breach_streak: int
-    action: str  # none, notify, rollback, rollback-refused, cool-down, waiting (for more breached windows)
+    action: str  # none, waiting (for more breached windows), notify, rollback, rollback-refused, cool-down;
+    # without acting (act=False): notify-due, rollback-due
     action_detail: str | None
     rolled_back_to: str | None
     monitoring_run_id: str | None
@@ -227,7 +228,8 @@ def _act(client: Any, request: MonitorRequest, policy: Any, names: AliasNames, v
     if streak < settings_.consecutive_breaches:
         return "waiting", f"{streak} of {settings_.consecutive_breaches} breached windows in a row", None
     if settings_.action == "notify":
-        return "notify", None, None
+        return ("notify", None, None) if request.act else (
+            "notify-due", "not notified here (judged without acting); the workflow's next step tells the team", None)
     left = history.cooldown_left_ms(audit.read(client, request.model), int(now.timestamp() * 1000),
                                     settings_.cooldown_hours)
     if left:

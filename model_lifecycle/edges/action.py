@@ -136,13 +136,14 @@ def _retention_request(i: Inputs) -> Any:
     from model_lifecycle.api import retention
     from model_lifecycle.core import policy as policies
 
-    stable_days, min_windows, experiment = None, 1, "model-monitoring"
-    if Path(i.policy).is_file():
+    stable_days, min_windows, experiment, keep, older = None, 1, "model-monitoring", "5", "30"
+    if Path(i.policy).is_file():  # the inputs, when given, override the policy's retention section
         policy = policies.load(i.policy)
         stable_days, min_windows = policy.retention.stable_days, policy.retention.min_windows
         experiment = policy.monitoring.experiment
+        keep, older = str(policy.retention.keep_last), f"{policy.retention.older_than_days:g}"
     return retention.RetentionRequest(
-        i.model, _count("keep-last", "5"), number("older-than-days", "30", minimum=0), dry_run=flag("dry-run"),
+        i.model, _count("keep-last", keep), number("older-than-days", older, minimum=0), dry_run=flag("dry-run"),
         reason=i.reason, stable_days=stable_days, min_windows=min_windows, monitoring_experiment=experiment)
 
 
