@@ -3,19 +3,23 @@
 - Population stability index over the reference's quantile bins (numbers) or categories:
   ``sum((w - r) * ln(w / r))``, with empty bins smoothed to 1e-4 so one empty bin cannot make it infinite.
 - Kolmogorov-Smirnov (numbers): the largest gap between the window's and the reference's cumulative
-  distributions, with the p-value scipy's ``ks_2samp`` gives for the same sizes (``kstwo``).
+  distributions, with the p-value scipy's ``ks_2samp`` gives for the same sizes (``kstwo``) up to an
+  effective size of 10,000 rows, and Kolmogorov's limiting distribution (``kstwobign``) beyond,
+  where ``kstwo`` takes seconds per feature and the two agree to within a fraction of a percent.
 - Chi-square (categories): ``scipy.stats.chisquare`` of the window's counts against the reference's shares.
 - Jensen-Shannon distance (both): ``scipy.spatial.distance.jensenshannon`` of the binned distributions, base 2.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 EPSILON = 1e-4
 KS_BLOCK = 1_000_000  # window values compared at once
+EXACT_KS_UP_TO = 10_000  # effective sample size up to which the p-value is scipy's exact kstwo
 OTHER = "__other__"
 
 
@@ -44,7 +48,7 @@ def ks(summary: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
 
     Both distributions are right-continuous steps, so the largest gap is at one of their jump points;
     the p-value is the asymptotic two-sample one ``scipy.stats.ks_2samp`` uses for these sizes."""
-    from scipy.stats import kstwo
+    from scipy.stats import kstwo, kstwobign
 
     points = np.asarray(summary["points"], dtype=float)
     cdf = np.asarray(summary["cdf"], dtype=float)
@@ -62,8 +66,10 @@ def ks(summary: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
         block = window[start: start + KS_BLOCK]
         observed = np.searchsorted(window, block, side="right") / n
         d = max(d, float(np.max(np.abs(observed - reference_at(block)))))
-    en = round(n * m / (n + m))
-    return d, float(min(1.0, max(0.0, kstwo.sf(d, en)))) if en > 0 else float("nan")
+    en = n * m / (n + m)
+    if en > EXACT_KS_UP_TO:  # Kolmogorov's limit: kstwo.sf takes seconds per call at millions of rows
+        return d, float(min(1.0, max(0.0, kstwobign.sf(math.sqrt(en) * d))))
+    return d, float(min(1.0, max(0.0, kstwo.sf(d, round(en))))) if en >= 1 else float("nan")
 
 
 def categorical_shares(

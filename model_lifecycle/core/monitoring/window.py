@@ -84,9 +84,22 @@ def open_window(source: str, *, since: datetime | None, until: datetime | None, 
             both(stamp >= pa.scalar(since, type=pa.timestamp("us", tz="UTC")))
         if until is not None:
             both(stamp < pa.scalar(until, type=pa.timestamp("us", tz="UTC")))
-    if version is not None and VERSION in columns:
+    if version is not None and VERSION in columns and not _only_version(dataset, str(version), source):
         both(ds.field(VERSION).cast(pa.string()) == str(version))
     return Window(source, dataset, expression, columns, since, until)
+
+
+def _only_version(dataset: Any, version: str, source: str) -> bool:
+    """Whether every row was scored by ``version``: then no column read needs the version filter
+    (each filtered read would read and compare the version column again)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        found = pc.unique(dataset.to_table(columns=[VERSION]).column(0).cast(pa.string())).to_pylist()
+    except Exception as exc:  # noqa: BLE001
+        raise BadInput(f"window {source!r} could not be read: {_short(exc)}") from exc
+    return found == [version]
 
 
 def time_span(window: Window) -> tuple[datetime | None, datetime | None]:
