@@ -430,3 +430,40 @@ def test_dry_run_records_nothing_and_reports_the_breach(champions, tracking_uri,
     assert code == 1 and result["status"] == "breach" and result["action"] == "rollback-due"
     assert result["monitoring_run_id"] is None and not monitoring_runs(client, model_name)
     assert aliases(client, model_name)["champion"] == v2
+
+
+def test_an_archived_previous_champion_is_not_restored_by_monitoring(
+        champions, tracking_uri, client, model_name, trained, tmp_path):
+    (v1, v2), policy = champions(2)
+    lifecycle.archive(lifecycle.ArchiveRequest(model_name, v1, reason="retired", tracking_uri=tracking_uri))
+    frame = holdout_frame(trained)
+    frame[SHIFTED] = frame[SHIFTED] + 100
+    window, _ = window_of(tracking_uri, model_name, v2, frame, tmp_path / "w")
+    code, result = run_monitor(tracking_uri, model_name, policy, window, tmp_path)
+    assert code == 1 and result["action"] == "rollback-refused"
+    assert f"v{v1}, is archived" in result["action_detail"]
+    assert aliases(client, model_name)["champion"] == v2
+    assert tags.ARCHIVED_AT in client.get_model_version(model_name, v1).tags
+
+
+def test_shadow_agreement_is_reported_by_slice(champions, tracking_uri, client, model_name, trained, tmp_path):
+    (v1,), policy = champions(1)
+    holdout = holdout_frame(trained)
+    window, labels = window_of(tracking_uri, model_name, v1, holdout, tmp_path / "w")
+    frame = pd.read_parquet(window)
+    found = pd.read_parquet(labels)
+    frame[SLICE] = found[SLICE].to_numpy()  # a window that carries the slice column itself
+    disagree = (found[SLICE] == "large").to_numpy()
+    frame["shadow_version"] = "9"
+    frame["shadow_prediction"] = np.where(disagree, 1 - frame["prediction"], frame["prediction"])
+    frame.to_parquet(window)
+    policy_text = Path(policy).read_text().replace("  min_slice_rows: 30", "  min_slice_rows: 30\n  shadow: {min_agreement: 0.9}")
+    Path(policy).write_text(policy_text)
+    code, result = run_monitor(tracking_uri, model_name, policy, window, tmp_path)
+    assert code == 0, result
+    shadow = result["shadow"]
+    assert shadow["rows"] == len(holdout)
+    assert shadow["agreement"] == pytest.approx(1 - disagree.mean())
+    assert shadow["by_slice"]["size_band.large"] == 0.0 and shadow["by_slice"]["size_band.medium"] == 1.0
+    warned = [f for f in result["findings"] if f["check"] == "shadow"]
+    assert {f["subject"] for f in warned} == {"size_band.large", "overall"} and result["status"] == "warning"
