@@ -92,6 +92,9 @@ WEBHOOK_URL = _setting("LIFECYCLE_WEBHOOK_URL", None, "Slack-compatible webhook 
 VENV = _setting("LIFECYCLE_VENV", None, "The action's virtual environment (default: $RUNNER_TEMP/model-lifecycle-venv).")
 DEBUG = _setting("LIFECYCLE_DEBUG", None, "Print a traceback for unexpected errors.")
 FAILPOINT = _setting("LIFECYCLE_FAILPOINT", None, "Test hook: `after-claim`, `after-commit` or `before-seq` kills a change there.")
+SPARK_MASTER = _setting("LIFECYCLE_SPARK_MASTER", None,
+                        "Spark master for `--engine spark` when no Spark session is running (default: Spark's own: "
+                        "spark-submit's `--master` or spark-defaults.conf, else `local[*]`).")
 
 # --- MLflow's, with the toolkit's bounded defaults ------------------------------------------------
 # A step gives each MLflow request one time budget; the client's attempts x timeout + backoff are

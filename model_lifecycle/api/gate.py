@@ -48,6 +48,7 @@ class CompareRequest:
     aliases: AliasNames = field(default_factory=AliasNames.from_settings)
     tracking_uri: str | None = None
     progress: Any = field(default=None, repr=False, compare=False)  # callable(done, total, what); edges show it
+    engine: str | None = None  # "local" or "spark" (default: the policy's engine)
 
 
 @dataclass
@@ -94,8 +95,7 @@ def compare(request: CompareRequest) -> CompareResult:
     cand_uri = f"models:/{request.model}/{candidate_version}"
     base_uri = f"models:/{request.model}/{baseline_version}" if baseline_version else None
     uris = [cand_uri, *([base_uri] if base_uri else [])]
-    holdout = evaluation.evaluate_holdout(policy, uris, request.holdout, progress=request.progress,
-                                          sample_size=evaluation.SAMPLE_ROWS if request.log else 0)
+    holdout = evaluate_holdout(request, policy, uris)
     cand = holdout.evaluated[cand_uri]
     base = holdout.evaluated.get(base_uri) if base_uri else None
 
@@ -149,6 +149,34 @@ def compare(request: CompareRequest) -> CompareResult:
     return result
 
 
+ENGINES = ("local", "spark")
+
+
+def evaluate_holdout(request: "CompareRequest | EvaluateRequest", policy: Any, uris: list[str]) -> Any:
+    """The hold-out evaluated by the request's engine (``--engine``), else the policy's (``engine``):
+    ``local`` reads it in pyarrow batches here; ``spark`` scores it with ``mlflow.pyfunc.spark_udf``
+    and aggregates in Spark (``core/engines/spark.py``), imported only when chosen. The profile's
+    sample is taken only when the evaluation is recorded."""
+    from model_lifecycle.core import evaluation
+
+    engine = request.engine or policy.engine
+    if engine not in ENGINES:
+        raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+    sample_size = evaluation.SAMPLE_ROWS if request.log else 0
+    if engine == "local":
+        return evaluation.evaluate_holdout(policy, uris, request.holdout, progress=request.progress,
+                                           sample_size=sample_size)
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]'",
+                       hint="or evaluate with --engine local")
+    from model_lifecycle.core.engines import spark
+
+    path = request.holdout or spark.policy_source(request.policy, policy)
+    return spark.evaluate_holdout(policy, uris, path, progress=request.progress, sample_size=sample_size)
+
+
 # --- evaluate --------------------------------------------------------------------------------------
 
 
@@ -162,6 +190,7 @@ class EvaluateRequest:
     log: bool = True
     tracking_uri: str | None = None
     progress: Any = field(default=None, repr=False, compare=False)  # callable(done, total, what); edges show it
+    engine: str | None = None  # "local" or "spark" (default: the policy's engine)
 
 
 @dataclass
@@ -193,8 +222,7 @@ def evaluate(request: EvaluateRequest) -> EvaluateResult:
             with registry.mlflow_errors(not_found=f"model {name!r} has no alias @{match.group(3)}"):
                 mv = client.get_model_version_by_alias(name, match.group(3))
         version, source = str(mv.version), mv.source
-    holdout = evaluation.evaluate_holdout(policy, [request.model_uri], request.holdout, progress=request.progress,
-                                          sample_size=evaluation.SAMPLE_ROWS if request.log else 0)
+    holdout = evaluate_holdout(request, policy, [request.model_uri])
     evaluated = holdout.evaluated[request.model_uri]
     document = {
         "model_uri": request.model_uri, "model": name, "version": version, "holdout": holdout.info,

@@ -123,9 +123,17 @@ def slice_masks(frame: "pd.DataFrame", columns: list[str], intersections: list[l
         sizes = [len(coded[c][1]) for c in combo]
         kind = np.int32 if int(np.prod(sizes, dtype=np.float64)) < 2**31 else np.int64
         combined = coded[combo[0]][0].astype(kind)
+        valid = combined >= 0
         for column in combo[1:]:
-            combined = combined * kind(len(coded[column][1])) + coded[column][0].astype(kind)
-        order = np.argsort(combined, kind="stable").astype(index_type)
+            codes = coded[column][0]
+            valid &= codes >= 0
+            combined = combined * kind(len(coded[column][1])) + codes.astype(kind)
+        if valid.all():
+            order = np.argsort(combined, kind="stable").astype(index_type)
+        else:  # a missing value belongs to no slice of the column (nor to its intersections)
+            kept = np.flatnonzero(valid).astype(index_type)
+            order = kept[np.argsort(combined[kept], kind="stable")]
+        del valid
         ranked = combined[order]
         del combined
         starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if len(ranked) else np.array([], dtype=int)
@@ -141,7 +149,7 @@ def slice_masks(frame: "pd.DataFrame", columns: list[str], intersections: list[l
 
 def _codes(series: "pd.Series") -> tuple[np.ndarray, list[str]]:
     """(code per row, values as text in sorted order): categories map their few codes, anything else
-    is compared as text (``astype(str)``, so a missing value is the slice ``nan``)."""
+    is compared as text; a missing value has code -1 and belongs to no slice."""
     import pandas as pd
 
     if isinstance(series.dtype, pd.CategoricalDtype) and not series.isna().any():

@@ -156,6 +156,9 @@ class Policy(_Strict):
     staging: StagingPolicy = Field(default_factory=StagingPolicy)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
+    engine: Literal["local", "spark"] = Field("local", description=(
+        "Where the hold-out is evaluated: `local` (pyarrow batches in this process) or `spark` (mlflow.pyfunc."
+        "spark_udf and Spark aggregations; needs the `spark` extra). --engine overrides it."))
 
     def higher_is_better(self, gate: Gate) -> bool:
         if gate.higher_is_better is not None:
@@ -203,6 +206,7 @@ def load(path: str | Path) -> Policy:
         raise BadInput(f"policy file {str(file)!r} not found", hint="pass --policy PATH (default model-policy.yml)")
     policy = parse(file.read_text(encoding="utf-8"), str(file))
     holdout = Path(policy.holdout.path)
-    if not holdout.is_absolute():  # relative to the policy file, so a policy travels with its data
+    remote = "://" in policy.holdout.path or policy.holdout.path.startswith("table:")  # a URI or a Spark table
+    if not remote and not holdout.is_absolute():  # relative to the policy file, so a policy travels with its data
         object.__setattr__(policy.holdout, "path", str((file.parent / holdout).resolve()))
     return policy

@@ -15,6 +15,7 @@ from model_lifecycle.edges import common as cli
 EXAMPLES = """\
   python scripts/compare_baseline.py --model churn --candidate 7 --policy model-policy.yml
   python scripts/compare_baseline.py --model churn --candidate 7 --baseline 5 --report report.md --stage
+  python scripts/compare_baseline.py --model churn --candidate 7 --engine spark --holdout s3a://ml/churn/holdout/
 """
 
 
@@ -30,6 +31,10 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--stage", action="store_true", help="On pass, set @challenger to the candidate (audited).")
     parser.add_argument("--experiment", default="model-evaluation", help="Experiment of the evaluation runs.")
     parser.add_argument("--no-log", action="store_true", help="Do not log an evaluation run to MLflow.")
+    parser.add_argument("--engine", choices=("local", "spark"), default=None,
+                        help="Where the hold-out is evaluated: local (this process, pyarrow batches) or spark "
+                             "(mlflow.pyfunc.spark_udf and Spark aggregations; needs the spark extra). "
+                             "Default: the policy's engine, else local.")
     cli.add_actor_flags(parser)
     cli.add_alias_flags(parser)
     return parser
@@ -42,7 +47,7 @@ def call(args: Any) -> Any:
         args.model, args.candidate, policy=args.policy, baseline=args.baseline, holdout=args.holdout,
         output=args.output, report=args.report, stage=args.stage, experiment=args.experiment, log=not args.no_log,
         reason=args.reason, actor=args.actor, aliases=cli.alias_names(args), tracking_uri=args.tracking_uri,
-        progress=cli.Progress(args.json),
+        progress=cli.Progress(args.json), engine=args.engine,
     ))
 
 

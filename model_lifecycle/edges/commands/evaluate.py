@@ -13,6 +13,7 @@ from model_lifecycle.edges import common as cli
 EXAMPLES = """\
   python scripts/evaluate.py --model-uri models:/churn/7 --policy model-policy.yml
   python scripts/evaluate.py --model-uri models:/churn@champion --output champion-eval.json --no-log
+  python scripts/evaluate.py --model-uri models:/churn/7 --engine spark --holdout table:ml.churn_holdout
 """
 
 
@@ -26,6 +27,10 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--output", default="evaluation.json", help="Where the JSON result is written.")
     parser.add_argument("--experiment", default="model-evaluation", help="Experiment of the evaluation runs.")
     parser.add_argument("--no-log", action="store_true", help="Do not log an evaluation run to MLflow.")
+    parser.add_argument("--engine", choices=("local", "spark"), default=None,
+                        help="Where the hold-out is evaluated: local (this process, pyarrow batches) or spark "
+                             "(mlflow.pyfunc.spark_udf and Spark aggregations; needs the spark extra). "
+                             "Default: the policy's engine, else local.")
     return parser
 
 
@@ -34,7 +39,7 @@ def call(args: Any) -> Any:
 
     return evaluate(EvaluateRequest(args.model_uri, policy=args.policy, holdout=args.holdout, output=args.output,
                                     experiment=args.experiment, log=not args.no_log, tracking_uri=args.tracking_uri,
-                                    progress=cli.Progress(args.json)))
+                                    progress=cli.Progress(args.json), engine=args.engine))
 
 
 def render(result: dict[str, Any]) -> None:

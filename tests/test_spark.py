@@ -1,0 +1,330 @@
+"""The Spark engine (issue 13): on the same hold-out, ``--engine spark`` gives the local engine's
+results per slice and its verdict, through the API and the command line.
+
+Spark runs in local mode (``local[2]``, Java 17), one session for the module; models are logged to
+the test session's real MLflow server. Results agree within 1e-9, relative for values above 1
+(the engines add floats in different orders); counts, slices and insufficient flags exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import call
+
+from model_lifecycle.core.monitoring import records
+from model_lifecycle.edges.commands import compare_baseline
+from model_lifecycle.edges.commands import evaluate as evaluate_step
+
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local Spark session for the module: two cores, no UI, few shuffle partitions (the engine
+    uses the running session)."""
+    from pyspark.sql import SparkSession
+
+    before = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # the workers load models with this venv's libraries
+    session = (SparkSession.builder.master("local[2]").appName("test_spark")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", "4").config("spark.default.parallelism", "2")
+               .config("spark.pyspark.python", sys.executable).getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    if before is None:
+        os.environ.pop("PYSPARK_PYTHON", None)
+    else:
+        os.environ["PYSPARK_PYTHON"] = before
+
+
+def close(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=TOLERANCE)
+    return a == b
+
+
+def assert_same_results(local: dict[str, Any], spark: dict[str, Any]) -> None:
+    """``serialise_results`` of both engines: the same slices, support, flags, metrics and intervals."""
+    assert sorted(local) == sorted(spark)
+    for key in local:
+        assert close(local[key], spark[key]), (key, local[key], spark[key])
+
+
+def rows(verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    """The verdict's check rows in a fixed order (the engines may list a gate's slices differently)."""
+    return sorted(verdict["gates"], key=lambda r: (r["gate"], r["kind"], r["slice"]))
+
+
+def binary_holdout(trained, folder: Path) -> Path:
+    """The trained models' hold-out with a second slice column."""
+    frame = pd.read_csv(trained["logistic"].holdout_path)
+    frame["site"] = [("north", "south", "east", "west")[(i * 7) % 11 % 4] for i in range(len(frame))]
+    path = folder / "holdout.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def write_policy(folder: Path, text: str) -> str:
+    path = folder / "policy.yml"
+    path.write_text(text)
+    return str(path)
+
+
+BINARY_POLICY = """\
+task: binary
+holdout: {{path: {path}, target: target}}
+slices: {{columns: [size_band, site], intersections: [[size_band, site]], min_size: 15}}
+gates:
+  - metric: roc_auc
+    floor: 0.95
+    improvement: {{absolute: 0.001}}
+  - metric: accuracy
+    floor: 0.99
+    guardrail: {{max_drop: 0.01}}
+  - metric: f1
+    guardrail: {{max_drop: 0.02}}
+  - metric: log_loss
+    guardrail: {{max_drop: 0.05}}
+"""
+
+
+def test_binary_classifier_same_results_and_verdict_on_both_engines(spark, trained, make_versions, model_name,
+                                                                   tracking_uri, client, tmp_path):
+    """Candidate (gradient boosting) against champion (logistic regression): every slice's metrics,
+    intervals, support and flags, every check row and the verdict equal; the spark run records its
+    evaluation run and reference profile as the local one does."""
+    v1, v2 = make_versions(2)
+    policy = write_policy(tmp_path, BINARY_POLICY.format(path=binary_holdout(trained, tmp_path)))
+    outcomes, profiles = {}, {}
+    for engine in ("local", "spark"):
+        code, payload = call(compare_baseline, [
+            "--tracking-uri", tracking_uri, "--model", model_name, "--candidate", v2, "--baseline", v1,
+            "--policy", policy, "--engine", engine, "--output", str(tmp_path / f"{engine}.json"),
+            "--report", str(tmp_path / f"{engine}.md")])
+        verdict = json.loads((tmp_path / f"{engine}.json").read_text())
+        outcomes[engine] = code, payload, verdict
+        profiles[engine] = records.load_profile(client, client.get_model_version(model_name, v2))
+    (code_l, local, verdict_l), (code_s, remote, verdict_s) = outcomes["local"], outcomes["spark"]
+    assert code_l == code_s == 1 and local["passed"] is remote["passed"] is False
+    assert local["failures"] == remote["failures"] and local["failures"]  # the accuracy floor of 0.99 fails
+    assert len(verdict_l["gates"]) == len(verdict_s["gates"]) > 20
+    for row_l, row_s in zip(rows(verdict_l), rows(verdict_s)):
+        assert close(row_l, row_s), (row_l, row_s)
+    for side in ("candidate", "baseline"):
+        assert_same_results(verdict_l["results"][side], verdict_s["results"][side])
+    results = verdict_s["results"]["candidate"]
+    assert results["overall"]["metrics"]["roc_auc"]["value"] > 0.9  # scores: predict_proba, not labels
+    assert {k for k, r in results.items() if r["insufficient"]}  # some intersections are below min_size
+    assert verdict_s["holdout"]["engine"] == "spark" and verdict_s["holdout"]["rows"] == verdict_l["holdout"]["rows"]
+    assert verdict_s["holdout"]["sha256"].startswith("sha256:")
+    run = client.get_run(remote["evaluation_run_id"])
+    assert run.data.metrics["roc_auc"] == pytest.approx(results["overall"]["metrics"]["roc_auc"]["value"])
+    # the reference profile: every row of a small hold-out is in the sample, so the same distributions
+    for part in ("rows", "classes", "features", "prediction", "score"):
+        assert close(profiles["local"][part], profiles["spark"][part]), part
+
+
+@pytest.fixture()
+def regressors(tracking_uri, model_name, tmp_path):
+    """Two regressors on scikit-learn's diabetes data, registered as versions 1 and 2, and their
+    hold-out as a CSV file with two slice columns."""
+    import mlflow
+    import numpy as np
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import Ridge
+
+    from model_lifecycle.api.train import pip_requirements, trusted_types_for
+
+    frame = load_diabetes(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    train, holdout = frame.iloc[:290], frame.iloc[290:].reset_index(drop=True)
+    holdout["sex_band"] = np.where(holdout["sex"] > 0, "m", "f")
+    holdout["age_band"] = np.where(holdout["age"] > 0.02, "older", np.where(holdout["age"] < -0.03, "young", "mid"))
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("test-spark-regressors")
+    for model in (Ridge(alpha=1.0), GradientBoostingRegressor(n_estimators=40, max_depth=2, random_state=0)):
+        model.fit(train[features], train["target"])
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(model, name="model", registered_model_name=model_name,
+                                     signature=mlflow.models.infer_signature(train[features].head(20),
+                                                                             model.predict(train[features].head(20))),
+                                     skops_trusted_types=trusted_types_for(model), pip_requirements=pip_requirements())
+    path = tmp_path / "holdout.csv"
+    holdout.to_csv(path, index=False)
+    return path
+
+
+REGRESSION_POLICY = """\
+task: regression
+holdout: {{path: {path}, target: target}}
+slices: {{columns: [sex_band, age_band], intersections: [[age_band, sex_band]], min_size: 20}}
+gates:
+  - metric: rmse
+    improvement: {{relative: 0.01}}
+    guardrail: {{max_drop: 2}}
+  - metric: r2
+    floor: 0.3
+  - metric: mae
+    guardrail: {{max_drop: 1}}
+"""
+
+
+def test_regressor_same_results_and_verdict_on_both_engines(spark, regressors, model_name, tracking_uri, tmp_path):
+    """Through the API: the same results (CSV read by both) and the same verdict, pass or fail."""
+    from model_lifecycle.api.gate import CompareRequest, compare
+    from model_lifecycle.errors import Refused
+
+    policy = write_policy(tmp_path, REGRESSION_POLICY.format(path=regressors))
+    verdicts = {}
+    for engine in ("local", "spark"):
+        request = CompareRequest(model_name, "2", policy=policy, baseline="1", engine=engine, log=False,
+                                 output=str(tmp_path / f"{engine}.json"), report=str(tmp_path / f"{engine}.md"),
+                                 tracking_uri=tracking_uri)
+        try:
+            result = compare(request)
+        except Refused as refused:
+            result = refused.result
+        verdicts[engine] = result, json.loads(Path(request.output).read_text())
+    (local, verdict_l), (remote, verdict_s) = verdicts["local"], verdicts["spark"]
+    assert (local.passed, local.failures) == (remote.passed, remote.failures)
+    for side in ("candidate", "baseline"):
+        assert_same_results(verdict_l["results"][side], verdict_s["results"][side])
+    assert [close(a, b) for a, b in zip(rows(verdict_l), rows(verdict_s))] == [True] * len(verdict_l["gates"])
+    overall = verdict_s["results"]["candidate"]["overall"]["metrics"]
+    assert overall["rmse"]["ci_low"] < overall["rmse"]["value"] < overall["rmse"]["ci_high"]
+    assert overall["r2"]["value"] is not None and overall["r2"]["ci_low"] is None  # as locally: no interval
+
+
+def test_evaluate_on_a_catalog_table_with_the_policys_engine(spark, trained, make_versions, model_name,
+                                                             tracking_uri, tmp_path):
+    """``engine: spark`` and ``holdout.path: table:<name>`` in the policy: the local engine's results
+    on the same rows (read from the file with --engine local --holdout FILE)."""
+    (v1,) = make_versions(1)
+    path = binary_holdout(trained, tmp_path)
+    spark.read.parquet(str(path)).createOrReplaceTempView("spark_test_holdout")
+    policy = write_policy(tmp_path, BINARY_POLICY.format(path="table:spark_test_holdout") + "engine: spark\n")
+    uri = f"models:/{model_name}/{v1}"
+    outputs = {}
+    for label, extra in (("local", ["--engine", "local", "--holdout", str(path)]), ("spark", [])):
+        output = tmp_path / f"{label}.json"
+        code, payload = call(evaluate_step, ["--tracking-uri", tracking_uri, "--model-uri", uri, "--policy", policy,
+                                             "--output", str(output), "--no-log", *extra])
+        assert code == 0, payload
+        outputs[label] = json.loads(output.read_text())
+    assert outputs["spark"]["holdout"]["path"] == "table:spark_test_holdout"
+    assert outputs["spark"]["holdout"]["engine"] == "spark"
+    assert_same_results(outputs["local"]["results"], outputs["spark"]["results"])
+
+
+def test_missing_column_and_refused_modes_are_bad_input_in_one_line(spark, trained, make_versions, model_name,
+                                                                    tracking_uri, tmp_path, capsys, monkeypatch):
+    v1, v2 = make_versions(2)
+    complete = binary_holdout(trained, tmp_path)
+    lacking = tmp_path / "lacking.parquet"
+    pd.read_parquet(complete).drop(columns=["mean_radius"]).to_parquet(lacking, index=False)
+    cases = [  # (hold-out, policy suffix, what the one error line says)
+        (lacking, "", "hold-out lacks column 'mean_radius' that the signature of"),
+        (tmp_path / "nowhere.parquet", "", "not found"),
+        (complete, "statistics: {mode: analytic}\n", "statistics.mode 'analytic' needs each row's paired difference"),
+    ]
+    for holdout, suffix, message in cases:
+        policy = write_policy(tmp_path, BINARY_POLICY.format(path=holdout) + suffix)
+        capsys.readouterr()
+        code, payload = call(compare_baseline, ["--tracking-uri", tracking_uri, "--model", model_name,
+                                                "--candidate", v2, "--baseline", v1, "--policy", policy,
+                                                "--engine", "spark", "--no-log"])
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert code == 2 and payload["exit_code"] == 2, payload
+        assert len(errors) == 1 and message in errors[0], errors
+    assert "use the local engine (--engine local" in payload["error"]
+    # without pyspark installed the engine says how to get it
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a))
+    code, payload = call(evaluate_step, ["--tracking-uri", tracking_uri, "--model-uri", f"models:/{model_name}/{v1}",
+                                         "--policy", policy, "--engine", "spark", "--no-log"])
+    assert code == 2 and "pip install 'model-lifecycle[spark]'" in payload["error"]
+
+
+def _labels_model(path: Path, frame: pd.DataFrame, column: str, cut: float, labels: tuple[Any, Any]) -> str:
+    """A pyfunc classifier that serves labels only (no predict_proba): the local engine's labels path."""
+    import mlflow
+    import numpy as np
+
+    with warnings.catch_warnings():  # MLflow's hints: type hints and an input example, not needed here
+        warnings.simplefilter("ignore", UserWarning)
+
+        class Threshold(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):  # noqa: ANN001
+                return np.where(model_input[column] > cut, labels[1], labels[0])
+
+        mlflow.pyfunc.save_model(str(path), python_model=Threshold(),
+                                 signature=mlflow.models.infer_signature(frame, np.asarray([labels[0]] * len(frame))))
+    return str(path)
+
+
+def test_multiclass_labels_only_models_and_a_sampled_profile(spark, tmp_path):
+    """A multiclass scikit-learn model (probabilities) beside a labels-only pyfunc, string classes; a
+    binary labels-only pyfunc (its classes from y and its labels); a profile sample smaller than the
+    hold-out holds each sampled row's own predictions."""
+    import mlflow
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from model_lifecycle.core import evaluation
+    from model_lifecycle.core import policy as policies
+    from model_lifecycle.core.engines import spark as engine
+    from model_lifecycle.core.verdict import serialise_results
+
+    iris = load_iris(as_frame=True)
+    features = iris.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    frame = features.assign(target=np.asarray(["setosa", "versicolor", "virginica"])[iris.target],
+                            plot=np.where(np.arange(len(features)) % 3 == 0, "a", "b"))
+    frame.to_parquet(tmp_path / "iris.parquet", index=False)
+    fitted = LogisticRegression(C=0.05, max_iter=2000).fit(features, frame["target"])
+    mlflow.sklearn.save_model(fitted, str(tmp_path / "softmax"),
+                              signature=mlflow.models.infer_signature(features, fitted.predict(features)))
+    uris = [str(tmp_path / "softmax"),
+            _labels_model(tmp_path / "cut", features, "petal_length", 3.0, ("setosa", "virginica"))]
+    multiclass = policies.parse(f"task: multiclass\nholdout: {{path: {tmp_path / 'iris.parquet'}, target: target}}\n"
+                                "slices: {columns: [plot], min_size: 30}\ngates: [{metric: f1_macro, floor: 0.5}]\n")
+    binary_frame = frame.assign(target=(frame["target"] == "virginica").astype("int64"))
+    binary_frame.to_parquet(tmp_path / "binary.parquet", index=False)
+    binary = policies.parse(f"task: binary\nholdout: {{path: {tmp_path / 'binary.parquet'}, target: target}}\n"
+                            "slices: {columns: [plot], min_size: 30}\ngates: [{metric: f1, floor: 0.5}]\n")
+    labels_only = [_labels_model(tmp_path / "wide", features, "petal_width", 1.6, (0, 1))]
+    remote = {}
+    for policy, models in ((multiclass, uris), (binary, labels_only)):
+        local = evaluation.evaluate_holdout(policy, models)
+        remote[policy.task] = engine.evaluate_holdout(policy, models, sample_size=40)
+        for uri in models:
+            assert_same_results(serialise_results(local.evaluated[uri].results),
+                                serialise_results(remote[policy.task].evaluated[uri].results))
+        assert remote[policy.task].y is None and 0 < len(remote[policy.task].sample) <= 40
+    wide = remote["binary"].evaluated[labels_only[0]]
+    assert wide.predictions.classes == [0, 1] and wide.results["overall"].metrics["roc_auc"]["value"] is None
+    sampled = remote["multiclass"]
+    rows = sampled.sample[list(features.columns)]
+    assert list(sampled.sample.columns) == list(frame.columns)
+    assert np.allclose(sampled.evaluated[uris[0]].predictions.scores, fitted.predict_proba(rows), atol=1e-12)
+    assert list(sampled.evaluated[uris[0]].predictions.labels) == list(fitted.predict(rows))
+    assert list(sampled.evaluated[uris[1]].predictions.labels) == list(
+        np.where(rows["petal_length"] > 3.0, "virginica", "setosa"))
