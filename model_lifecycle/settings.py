@@ -105,6 +105,10 @@ MLFLOW_BUDGET_SECONDS = _setting(
     "Longest a step waits for one MLflow request, s, all retries included; MLflow's retry settings are "
     "fitted to it unless you set them.")
 TRACKING_URI = _setting("MLFLOW_TRACKING_URI", None, "MLflow tracking server (or --tracking-uri).")
+DISABLE_TELEMETRY = _setting(
+    "MLFLOW_DISABLE_TELEMETRY", "true",
+    "MLflow's usage telemetry: off unless you set `false` (its thread edits the environment while a "
+    "request reads it, seen failing 1 promotion in 100).")
 TRACKING_TOKEN = _setting("MLFLOW_TRACKING_TOKEN", None, "MLflow bearer token.", secret=True)
 _DEFAULT_FIT = fit_mlflow_retries(DEFAULT_MLFLOW_BUDGET_SECONDS)  # (1, 15): 15 s + 15 s, no backoff
 HTTP_MAX_RETRIES = _setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(_DEFAULT_FIT[0]),
@@ -165,7 +169,8 @@ def bound_mlflow_retries() -> None:
     120 s for each answer; a step must fail within LIFECYCLE_MLFLOW_BUDGET_SECONDS instead. Fits
     MLflow's retries and timeout to that budget, except where the user set MLflow's variables.
     Never raises: a malformed budget falls back to the default here and is reported as bad input
-    by ``registry.connect``."""
+    by ``registry.connect``. Also turns MLflow's telemetry off unless the user set it."""
+    os.environ.setdefault(DISABLE_TELEMETRY.name, DISABLE_TELEMETRY.default or "true")
     fitted_before = dict(
         item.split("=", 1) for item in (os.environ.get(_FITTED_MARKER) or "").split(";") if "=" in item
     )

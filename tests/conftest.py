@@ -166,3 +166,97 @@ def record_passing_verdict(client, name: str, version: str, baseline: str | None
                        (tags.VERDICT_RUN_ID, run.info.run_id), (tags.VERDICT_BASELINE, baseline or "none")):
         client.set_model_version_tag(name, version, key, value)
     return digest
+
+
+# --- PostgreSQL: a throw-away cluster and an mlflow server with 4 workers on it (tests/postgres.py) ---------
+#
+# Started lazily, once per test worker, by the first test that asks for it; a run that selects no
+# PostgreSQL test starts nothing. Where PostgreSQL is not installed those tests fail naming what to
+# install (never a skip). A test runs on both backends with ``@both_backends`` and a module-level
+# override of the fixtures it uses, for example:
+#
+#     @pytest.fixture()
+#     def tracking_uri(tracking_uri, backend_uri):  # the backend's server instead of the sqlite one
+#         return backend_uri
+#
+#     @pytest.fixture()
+#     def trained(trained, backend, request):  # models logged on that server
+#         return request.getfixturevalue("pg_trained") if backend == "postgresql" else trained
+#
+# (A fixture of another name must not request ``trained`` or ``tracking_uri`` by name: inside such a
+# module that would be the override again.)
+
+BACKENDS = ("sqlite", "postgresql")
+both_backends = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    import postgres
+
+    try:
+        cluster = postgres.start_cluster()
+    except postgres.PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_cluster, tmp_path_factory):
+    """``mlflow server --workers 4`` on database ``mlflow`` of this worker's cluster."""
+    import postgres
+
+    srv = postgres.start_mlflow(pg_cluster, tmp_path_factory.mktemp("mlflow-pg-server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_tracking_uri(pg_server) -> str:
+    return pg_server.uri
+
+
+@pytest.fixture(scope="session")
+def pg_trained(pg_server, tmp_path_factory) -> dict[str, Trained]:
+    """The two models of ``trained``, logged on the PostgreSQL server."""
+    from model_lifecycle.edges.commands import train
+
+    out = tmp_path_factory.mktemp("train-out-pg")
+    models = {}
+    for key, extra in (
+        ("logistic", ["--model-type", "logistic", "--C", "0.01"]),
+        ("gbm", ["--model-type", "gradient_boosting", "--n-estimators", "30"]),
+    ):
+        code, payload = call(train, ["--tracking-uri", pg_server.uri, "--output-dir", str(out / key), *extra])
+        assert code == 0, payload
+        models[key] = Trained(
+            payload["model_uri"], payload["run_id"], payload["holdout_path"], payload["datasets"], payload["metrics"]
+        )
+    return models
+
+
+@pytest.fixture()
+def backend(request) -> str:
+    """``sqlite`` unless the test is parametrised with ``@both_backends`` (or ``indirect`` params)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture()
+def backend_uri(backend, request, monkeypatch):
+    """The tracking URI of the test's backend. On PostgreSQL, $MLFLOW_TRACKING_URI and MLflow's
+    default tracking and registry URIs point at that server for the test (``models:/`` loads)."""
+    if backend == "sqlite":
+        yield request.getfixturevalue("server").uri
+        return
+    import mlflow
+
+    uri = request.getfixturevalue("pg_tracking_uri")
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(before[0])
+    mlflow.set_registry_uri(before[1])
+

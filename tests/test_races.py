@@ -26,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import REPO, aliases, audit_events, record_passing_verdict
+from conftest import REPO, aliases, audit_events, both_backends, record_passing_verdict
 
 from delay_proxy import DelayProxy
 
@@ -88,6 +88,14 @@ class Promoter:
     def wait(self, timeout: float = 120) -> int:
         _, self.stderr = self.proc.communicate(timeout=timeout)
         return self.proc.returncode
+
+
+# Tests marked @both_backends also run against PostgreSQL with 4 server workers (tests/postgres.py).
+# The 8 promoters, the stale claim broken by two callers and each call held back past the TTL run
+# there 20 times each, in tests/test_postgres.py.
+@pytest.fixture()
+def tracking_uri(tracking_uri, backend_uri):
+    return backend_uri
 
 
 @pytest.fixture()
@@ -182,6 +190,7 @@ def dead_holder(tracking_uri: str, name: str, version: str, expect: str) -> None
 
 @pytest.mark.parametrize("ttl", [pytest.param("20", id="holders-outlive-the-delays"),
                                  pytest.param("2", id="delays-outlive-the-ttl")])
+@both_backends
 def test_delayed_requests_after_a_crash_never_make_two_winners(client, tracking_uri, fresh, ttl):
     """The finding: v1 champion, a change left by a dead process; C (v3) has the call that ends its
     takeover of it held back 6 s (the lock's DELETE before the fix; deleting the taken-over claims
@@ -208,6 +217,7 @@ def test_delayed_requests_after_a_crash_never_make_two_winners(client, tracking_
     assert "4" not in [e["version"] for e in events if e["action"] == "promote"]
 
 
+@both_backends
 def test_rest_calls_of_a_promotion(client, tracking_uri, fresh):
     """The calls the next test holds back, one at a time; 13 (12 before claims: no fences, no change_seq)."""
     name = fresh(2)
@@ -261,6 +271,7 @@ def _held(index: int) -> tuple[str, int]:
     return key, CORE_CALLS[: index + 1].count(key)
 
 
+@both_backends
 def test_rest_calls_of_a_promotion_in_process(client, tracking_uri, fresh, monkeypatch):
     monkeypatch.setenv("LIFECYCLE_LOCK_TTL_SECONDS", "20")
     name = fresh(2)
@@ -316,6 +327,7 @@ def test_stale_claim_taken_over_by_two_callers_at_once(client, tracking_uri, fre
 # --- (d) a slow reply to the claim: the client retries and is told "already exists" -----------------
 
 
+@both_backends
 def test_slow_claim_reply_is_recognised_as_ones_own(client, tracking_uri, fresh):
     name = fresh(2)
     client.set_registered_model_alias(name, "challenger", "2")

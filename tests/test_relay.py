@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import REPO, call, run_script
+from conftest import REPO, both_backends, call, run_script
 from fake_github import FakeGitHub
 
 from model_lifecycle.adapters import registry
@@ -43,22 +43,18 @@ def github_stand_in():
     fake.stop()
 
 
-@pytest.fixture(scope="module")
-def relay_port() -> int:
-    return local_server.free_port()
-
-
-@pytest.fixture(scope="module")
-def webhook_server(tmp_path_factory, relay_port):
-    """A real MLflow server with webhooks enabled, its webhook registered before any event fires
-    (MLflow caches the webhook list for 60 s per process)."""
+def webhook_env() -> dict[str, str]:
     from cryptography.fernet import Fernet
 
-    env = {"MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-           "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-           # MLflow gives up on a dead relay after this many retries (default 3, about 10 s): faster tests
-           "MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES": "1"}
-    server = local_server.start(tmp_path_factory.mktemp("mlflow-webhooks"), env=env)
+    return {"MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            # MLflow gives up on a dead relay after this many retries (default 3, about 10 s): faster tests
+            "MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES": "1"}
+
+
+def with_webhook(server, relay_port: int, tmp_path_factory):
+    """Register the relay's webhook on a fresh server before any event fires (MLflow caches the
+    webhook list for 60 s per process), and log a model there to register versions of."""
     os.environ["RELAY_WEBHOOK_SECRET"] = SECRET
     code, result = call(relay, ["register-webhook", "--tracking-uri", server.uri,
                                 "--url", f"http://127.0.0.1:{relay_port}/webhook"])
@@ -70,8 +66,39 @@ def webhook_server(tmp_path_factory, relay_port):
     code, trained = call(train, ["--tracking-uri", server.uri, "--output-dir", str(out)])
     assert code == 0
     server.model_uri = trained["model_uri"]
-    yield server
+    server.relay_port = relay_port
+    return server
+
+
+@pytest.fixture(scope="module")
+def sqlite_webhook_server(tmp_path_factory):
+    """A real MLflow server with webhooks enabled, its webhook registered before any event fires."""
+    server = local_server.start(tmp_path_factory.mktemp("mlflow-webhooks"), env=webhook_env())
+    yield with_webhook(server, local_server.free_port(), tmp_path_factory)
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_webhook_server(tmp_path_factory, pg_cluster):
+    """The same on PostgreSQL (4 server workers, its own database and relay port)."""
+    import postgres
+
+    server = postgres.start_mlflow(pg_cluster, tmp_path_factory.mktemp("mlflow-webhooks-pg"),
+                                   database="mlflow_webhooks", env=webhook_env())
+    yield with_webhook(server, local_server.free_port(), tmp_path_factory)
+    server.stop()
+
+
+# Tests marked @both_backends run against both servers; the others against the sqlite one.
+@pytest.fixture()
+def webhook_server(backend, request):
+    return request.getfixturevalue("pg_webhook_server" if backend == "postgresql" else "sqlite_webhook_server")
+
+
+@pytest.fixture()
+def relay_port(webhook_server) -> int:
+    """The port the server's webhook delivers to: relays reading that server listen there."""
+    return webhook_server.relay_port
 
 
 class RelayProcess:
@@ -180,6 +207,7 @@ def wait_for(predicate, timeout: float = 60) -> None:
     raise AssertionError("timed out")
 
 
+@both_backends
 def test_registrations_through_mlflow_become_one_dispatch_each(webhook_server, relay_process, github_stand_in, model_name):
     process = relay_process()
     for _ in range(3):
@@ -265,6 +293,7 @@ def test_relay_killed_mid_burst_loses_nothing(relay_process, github_stand_in):
     assert versions == sorted(versions)
 
 
+@both_backends
 def test_reconciler_sends_what_mlflow_dropped(webhook_server, relay_process, github_stand_in, model_name):
     first = relay_process()
     first.stop()  # the relay has started once (its watermark), then is down
@@ -483,6 +512,7 @@ def test_a_hung_mlflow_look_up_holds_only_its_own_model(relay_process, github_st
 
 
 # --- names with quotes and backslashes (finding 21) ---------------------------------------------------
+@both_backends
 def test_names_with_quotes_and_backslashes_are_found_by_filters_and_the_reconciler(
         webhook_server, relay_process, github_stand_in):
     from mlflow import MlflowClient

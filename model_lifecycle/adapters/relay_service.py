@@ -695,17 +695,17 @@ class Relay:
             return 0
         since_ms = int((self.store.started_at() - 5) * 1000)
         known = self.store.known_keys()
-        names = self.settings.models or [m.name for m in client.search_registered_models(max_results=1000)
+        names = self.settings.models or [m.name for m in _pages(client.search_registered_models, max_results=1000)
                                          if not m.name.endswith(".lifecycle-lock")]
         added = 0
         for name in names:
             recent = []
-            for version in client.search_model_versions(registry.name_filter(name), max_results=200,
-                                                        order_by=["version_number DESC"]):
+            for version in _pages(client.search_model_versions, registry.name_filter(name), max_results=200,
+                                  order_by=["version_number DESC"]):
                 if version.name != name:  # a LIKE filter (a name with both quote characters) may match others
                     continue
                 if int(version.creation_timestamp or 0) < since_ms:
-                    break
+                    break  # newest first: the rest are older (and their pages are never fetched)
                 recent.append(version)
             for version in reversed(recent):  # oldest first: order per model holds
                 key = f"registered:{name}:{version.version}"
@@ -767,3 +767,15 @@ def _github_message(response: Any) -> str:
     except Exception:  # noqa: BLE001 - not JSON
         return ""
     return f" ({' '.join(str(message).split())[:200]})" if message else ""
+
+
+def _pages(search: Any, *args: Any, **kwargs: Any) -> Any:
+    """Every result of an MLflow search, page after page (one page holds at most ``max_results``:
+    1,000 models, or 200 versions of one model registered while the relay was down)."""
+    token = None
+    while True:
+        page = search(*args, page_token=token, **kwargs)
+        yield from page
+        token = getattr(page, "token", None)
+        if not token:
+            return
