@@ -135,7 +135,7 @@ def monitor(request: MonitorRequest) -> MonitorResult:
             status=judged.status, findings_sha256=findings_sha, metrics=metrics, documents={},
             extra_tags={})
     action, detail, target = _act(client, request, policy, names, version, judged, streak, run_id, findings_sha, now)
-    chart = _chart(client, records, settings_.experiment, request.model, version, earlier, metrics, end, judged)
+    chart = _chart(earlier, metrics, end)
     result = MonitorResult(
         model=request.model, version=version, status=judged.status, rows=judged.rows, window=window_info,
         findings=judged.findings, breach_streak=streak, action=action, action_detail=detail, rolled_back_to=target,
@@ -271,17 +271,17 @@ def _line(finding: dict[str, Any]) -> str:
     return f"{finding['check']} {where} {finding['statistic']} {shown}{limit}"
 
 
-def _chart(client: Any, records: Any, experiment: str, name: str, version: str, earlier: list[Any],
-           metrics: dict[str, float], end: datetime, judged: Any) -> dict[str, Any] | None:
+def _chart(earlier: list[Any], metrics: dict[str, float], end: datetime) -> dict[str, Any] | None:
     """The monitored metric over the last windows: the first live metric when labels are joined,
-    else the largest feature drift (PSI)."""
+    else the largest feature drift (PSI). Earlier values come with the recorded windows' search:
+    no request per window."""
     key = next((k for k in metrics if k.startswith("live/") and k.count("/") == 1), None) or \
         ("drift/max_psi" if "drift/max_psi" in metrics else None)
     if key is None:
         return None
-    previous = [r for r in sorted(earlier, key=lambda r: r.end_ms)[-(CHART_WINDOWS - 1):] if r.run_id]
-    values = records.metric_series(client, [r.run_id for r in previous], key) if previous else []
-    points = [(datetime.fromtimestamp(r.end_ms / 1000, timezone.utc), v) for r, v in zip(previous, values) if v is not None]
+    previous = sorted(earlier, key=lambda r: r.end_ms)[-(CHART_WINDOWS - 1):]
+    points = [(datetime.fromtimestamp(r.end_ms / 1000, timezone.utc), r.metrics[key])
+              for r in previous if key in r.metrics]
     points.append((end, metrics[key]))
     return {"metric": key, "points": points}
 

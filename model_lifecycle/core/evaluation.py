@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_lifecycle import tags
+from model_lifecycle.core.tables import short
 from model_lifecycle.errors import BadInput, Refused
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,13 +85,17 @@ def nonfinite_columns(frame: "pd.DataFrame") -> list[tuple[str, int]]:
 def _nonfinite_input(uri: str, features: "pd.DataFrame") -> BadInput | None:
     """Bad input when the features the model read hold NaN or infinite values: the model cannot be
     blamed for failing on them (a model that copes with missing values is not stopped)."""
-    found = nonfinite_columns(features)
+    return nonfinite_error(uri, nonfinite_columns(features), len(features))
+
+
+def nonfinite_error(uri: str, found: list[tuple[str, int]], total: int) -> BadInput | None:
+    """The one message for (column, rows) with NaN or infinite values, whichever engine counted them."""
     if not found:
         return None
     (column, rows), rest = found[0], found[1:]
     more = "".join(f", {c!r} ({n})" for c, n in rest[:4]) + (f" and {len(rest) - 4} more" if len(rest) > 4 else "")
     return BadInput(
-        f"hold-out feature {column!r} has {rows} of {len(features)} rows with NaN or infinite values"
+        f"hold-out feature {column!r} has {rows} of {total} rows with NaN or infinite values"
         + (f" (also {more.lstrip(', ')})" if rest else "") + f", which model {uri!r} cannot predict on",
         hint="fill or drop those rows in the hold-out, or use a model that handles missing values",
     )
@@ -750,18 +755,14 @@ def _open_holdout(file: str | Path) -> Any:
 
     if "://" not in str(file) and not Path(file).is_file():
         raise BadInput(f"hold-out file {str(file)!r} not found", hint="check holdout.path in the policy")
-    try:
-        return open_table(str(file), "hold-out file")
-    except BadInput as exc:
-        raise BadInput(exc.message.replace("hold-out file hold-out file", "hold-out file"),
-                       hint="check holdout.path in the policy") from exc
+    return open_table(str(file), "hold-out file")
 
 
 def _count(dataset: Any, file: str | Path) -> int:
     try:
         return int(dataset.count_rows())
     except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
-        raise BadInput(f"hold-out file {str(file)!r} could not be read: {_first_line(exc)}") from exc
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {short(exc)}") from exc
 
 
 def _batches(dataset: Any, file: str | Path, batch_rows: int) -> Any:
@@ -790,7 +791,7 @@ def _batches(dataset: Any, file: str | Path, batch_rows: int) -> Any:
     except BadInput:
         raise
     except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError: a broken or mistyped file
-        raise BadInput(f"hold-out file {str(file)!r} could not be read: {_first_line(exc)}") from exc
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {short(exc)}") from exc
 
 
 def _check_target(dataset: Any, file: str | Path, target: str) -> None:
@@ -815,11 +816,8 @@ def _target_batches(dataset: Any, file: str | Path, target: str) -> Any:
     try:
         yield from dataset.to_batches(columns=[target], batch_size=1_000_000)
     except (OSError, ValueError) as exc:
-        raise BadInput(f"hold-out file {str(file)!r} could not be read: {_first_line(exc)}") from exc
+        raise BadInput(f"hold-out file {str(file)!r} could not be read: {short(exc)}") from exc
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _check_range(policy: "Policy", uri: str, predictions: Predictions) -> None:

@@ -579,15 +579,7 @@ def _nonfinite_input(frame: "DataFrame", one: _Served, total: int) -> BadInput |
         checks.append(F.sum(F.when(bad, 1).otherwise(0)).alias(name))
     counts = frame.agg(*checks).first().asDict() if checks else {}
     found = [(name, int(counts[name])) for name in one.features if counts.get(name)]
-    if not found:
-        return None
-    (column, rows), rest = found[0], found[1:]
-    more = "".join(f", {c!r} ({n})" for c, n in rest[:4]) + (f" and {len(rest) - 4} more" if len(rest) > 4 else "")
-    return BadInput(
-        f"hold-out feature {column!r} has {rows} of {total} rows with NaN or infinite values"
-        + (f" (also {more.lstrip(', ')})" if rest else "") + f", which model {one.uri!r} cannot predict on",
-        hint="fill or drop those rows in the hold-out, or use a model that handles missing values",
-    )
+    return evaluation.nonfinite_error(one.uri, found, total)
 
 
 # --- metrics by slice ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 HOUR_MS = 3_600_000
@@ -22,6 +22,7 @@ class WindowRecord:
     end_ms: int
     status: str
     run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict, compare=False)  # as the search returned them
 
 
 def breach_streak(windows: Iterable[WindowRecord]) -> int:

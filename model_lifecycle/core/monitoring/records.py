@@ -70,17 +70,9 @@ def window_history(client: Any, experiment: str, name: str, version: str, limit:
             end_ms = int(found_tags.get(tags.RUN_WINDOW_END_MS, "0"))
         except ValueError:
             continue
-        records.append(WindowRecord(end_ms, found_tags.get(tags.RUN_WINDOW_STATUS, ""), run.info.run_id))
+        records.append(WindowRecord(end_ms, found_tags.get(tags.RUN_WINDOW_STATUS, ""), run.info.run_id,
+                                    dict(run.data.metrics)))
     return sorted(records, key=lambda r: r.end_ms, reverse=True)
-
-
-def metric_series(client: Any, run_ids: list[str], key: str) -> list[float | None]:
-    values = []
-    for run_id in run_ids:
-        with registry.mlflow_errors():
-            value = client.get_run(run_id).data.metrics.get(key)
-        values.append(value)
-    return values
 
 
 def log_window(
