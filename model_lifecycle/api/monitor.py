@@ -49,6 +49,7 @@ class MonitorRequest:
     actor: str | None = None
     aliases: AliasNames = field(default_factory=AliasNames.from_settings)
     tracking_uri: str | None = None
+    engine: str | None = None  # "local" or "spark" (default: the policy's engine)
     progress: Any = field(default=None, repr=False, compare=False)  # callable(done, total, what); edges show it
 
 
@@ -84,7 +85,8 @@ class MonitorResult(Result):
 
 def monitor(request: MonitorRequest) -> MonitorResult:
     from model_lifecycle.core import policy as policies
-    from model_lifecycle.core.monitoring import assess, history, records
+    from model_lifecycle.api.gate import ENGINES
+    from model_lifecycle.core.monitoring import assess, history, local, records
     from model_lifecycle.core.monitoring import window as windows
 
     policy = policies.load(request.policy)
@@ -94,7 +96,12 @@ def monitor(request: MonitorRequest) -> MonitorResult:
     until = windows.parse_time(request.until, "--until")
     if since and until and until <= since:
         raise BadInput(f"--until ({request.until}) must be after --since ({request.since})")
-    labels = _read_labels(request.labels) if request.labels else None
+    engine = request.engine or policy.engine
+    if engine not in ENGINES:
+        raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+    if engine == "spark":
+        spark_window = _spark_engine()
+    labels = local.read_labels(request.labels) if request.labels and engine == "local" else request.labels
     client = registry.connect(request.tracking_uri)
     model = registry.get_model(client, request.model)
     version = registry.parse_version(request.version, "--version") if request.version else \
@@ -110,11 +117,14 @@ def monitor(request: MonitorRequest) -> MonitorResult:
                            "profiles existed)", hint="pass --reference HOLDOUT once to build it from the hold-out")
         profile = build_reference(client, policy, request.model, version, mv, request.reference)
         built = True
-    window = windows.open_window(request.window, since=since, until=until, version=version)
+    if engine == "spark":
+        reader = spark_window.open_window(request.window, since=since, until=until, version=version)
+    else:
+        reader = local.LocalReader(windows.open_window(request.window, since=since, until=until, version=version))
     now = datetime.now(timezone.utc)
-    judged = assess.assess(policy, profile, window, labels=labels, label_column=request.label_column, now=now,
+    judged = assess.assess(policy, profile, reader, labels=labels, label_column=request.label_column, now=now,
                            progress=request.progress)
-    start, end = windows.time_span(window)
+    start, end = reader.time_span()
     end = end or now
     findings_sha = hashlib.sha256(json.dumps(
         {"status": judged.status, "findings": judged.findings}, sort_keys=True, default=str).encode()).hexdigest()
@@ -127,7 +137,7 @@ def monitor(request: MonitorRequest) -> MonitorResult:
         metrics["drift/max_psi"] = max(psis)
 
     window_info = {"source": request.window, "start": start.isoformat() if start else None, "end": end.isoformat(),
-                   "rows": judged.rows}
+                   "rows": judged.rows, "engine": engine}
     run_id = None
     if request.log:
         run_id = records.log_window(
@@ -168,14 +178,16 @@ def monitor(request: MonitorRequest) -> MonitorResult:
     return result
 
 
-def _read_labels(path: str) -> Any:
-    from model_lifecycle.core.monitoring import window as windows
+def _spark_engine() -> Any:
+    """The Spark engine's window reader, imported only when chosen (pyspark is an optional extra)."""
+    import importlib.util
 
-    table = windows.open_table(path, "labels")
-    try:
-        return table.to_table()  # Arrow: ten million ids stay one buffer, not ten million Python strings
-    except Exception as exc:  # noqa: BLE001 - a broken labels file is the caller's input
-        raise BadInput(f"labels {path!r} could not be read: {str(exc).splitlines()[0][:300]}") from exc
+    if importlib.util.find_spec("pyspark") is None:
+        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]'",
+                       hint="or monitor with --engine local")
+    from model_lifecycle.core.engines import spark_window
+
+    return spark_window
 
 
 def build_reference(client: Any, policy: Any, name: str, version: str, mv: Any, holdout_path: str) -> dict[str, Any]:

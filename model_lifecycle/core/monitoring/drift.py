@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 EPSILON = 1e-4
-KS_BLOCK = 1_000_000  # window values compared at once
 EXACT_KS_UP_TO = 10_000  # effective sample size up to which the p-value is scipy's exact kstwo
 OTHER = "__other__"
 
@@ -36,40 +36,164 @@ def js(reference: np.ndarray, window: np.ndarray) -> float:
     return float(jensenshannon(np.asarray(reference, dtype=float), np.asarray(window, dtype=float), base=2))
 
 
-def numeric_bins(summary: dict[str, Any], present: np.ndarray) -> np.ndarray:
-    """The window's share per reference bin (the same edges and side as the profile)."""
-    edges = np.asarray(summary["edges"], dtype=float)
-    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return counts / max(len(present), 1)
+@dataclass
+class NumericCounts:
+    """What the drift checks of one numeric column need, as integer counts that add up across the
+    parts of a window (a Spark partition each, or the whole column): every statistic computed from
+    them is the same, whichever engine or split produced them.
+
+    ``below``/``upto``: for each split point of ``splits(summary)``, the window's present values
+    strictly below it and at or below it."""
+
+    rows: int = 0
+    missing: int = 0  # null, NaN or infinite
+    total: float = 0.0  # sum of the present values (for the window's mean)
+    below: np.ndarray | None = None
+    upto: np.ndarray | None = None
+    text: bool = False  # values that are not numbers (the reference holds numbers)
+
+    def __add__(self, other: "NumericCounts") -> "NumericCounts":
+        def both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return b if a is None else a if b is None else a + b
+
+        return NumericCounts(self.rows + other.rows, self.missing + other.missing, self.total + other.total,
+                             both(self.below, other.below), both(self.upto, other.upto), self.text or other.text)
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
 
 
-def ks(summary: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
-    """(D, p) of the window's sorted non-missing values against the profile's cumulative distribution.
+def splits(summary: dict[str, Any]) -> np.ndarray:
+    """Every value at which the checks compare the window with the reference: the cumulative
+    distribution's points, the PSI bin edges, and the reference's range."""
+    parts = [summary.get("points") or [], summary.get("edges") or []]
+    if summary.get("min") is not None:
+        parts.append([summary["min"], summary["max"]])
+    return np.unique(np.asarray([v for part in parts for v in part], dtype=float))
 
-    Both distributions are right-continuous steps, so the largest gap is at one of their jump points;
-    the p-value is the asymptotic two-sample one ``scipy.stats.ks_2samp`` uses for these sizes."""
+
+def numeric_counts(summary: dict[str, Any], values: Any, cut: np.ndarray | None = None) -> NumericCounts:
+    """The counts of one column (or one part of it): two binary searches per value against the split
+    points, no sort of the window."""
+    try:
+        numbers = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return NumericCounts(rows=len(values), text=True)
+    cut = splits(summary) if cut is None else cut
+    finite = np.isfinite(numbers)
+    present = numbers[finite] if not finite.all() else numbers
+    # x < s_k  iff  #splits <= x is at most k;  x <= s_k  iff  #splits < x is at most k
+    below = np.cumsum(np.bincount(np.searchsorted(cut, present, side="right"), minlength=len(cut) + 1))[:len(cut)]
+    upto = np.cumsum(np.bincount(np.searchsorted(cut, present, side="left"), minlength=len(cut) + 1))[:len(cut)]
+    return NumericCounts(int(len(numbers)), int(len(numbers) - len(present)), float(present.sum(dtype=float)),
+                         below.astype(np.int64), upto.astype(np.int64))
+
+
+def _at(cut: np.ndarray, counts: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return counts[np.searchsorted(cut, points)]
+
+
+def numeric_shares(summary: dict[str, Any], counts: NumericCounts) -> np.ndarray:
+    """The window's share per reference bin (the profile's right-closed bins over its edges)."""
+    cut = splits(summary)
+    n = counts.present
+    upto = _at(cut, counts.upto, np.asarray(summary["edges"], dtype=float))
+    return np.diff(np.concatenate([[0], upto, [n]])) / max(n, 1)
+
+
+def out_of_range(summary: dict[str, Any], counts: NumericCounts) -> float:
+    cut = splits(summary)
+    outside = _at(cut, counts.below, np.asarray([summary["min"]]))[0] + counts.present - \
+        _at(cut, counts.upto, np.asarray([summary["max"]]))[0]
+    return float(outside / counts.present)
+
+
+def ks_counts(summary: dict[str, Any], counts: NumericCounts) -> tuple[float, float]:
+    """(D, p) of the window against the profile's cumulative distribution, from counts.
+
+    Both are right-continuous steps, so the largest gap lies at a jump: between two reference points
+    the reference is flat and the window's distribution only rises, so its extremes there are the
+    window's share at or below the left point and strictly below the right one. Exactly the largest
+    gap over every window value, with no sort; the p-value is the asymptotic two-sample one
+    ``scipy.stats.ks_2samp`` uses for these sizes."""
     from scipy.stats import kstwo, kstwobign
 
     points = np.asarray(summary["points"], dtype=float)
-    cdf = np.asarray(summary["cdf"], dtype=float)
-    window = np.sort(np.asarray(present, dtype=float))
-    n, m = len(window), int(summary["rows"] * (1 - summary["missing_rate"]))
+    n, m = counts.present, int(summary["rows"] * (1 - summary["missing_rate"]))
     if not n or not len(points) or not m:
         return float("nan"), float("nan")
-
-    def reference_at(x: np.ndarray) -> np.ndarray:
-        index = np.searchsorted(points, x, side="right") - 1
-        return np.where(index >= 0, cdf[np.maximum(index, 0)], 0.0)
-
-    d = float(np.max(np.abs(np.searchsorted(window, points, side="right") / n - reference_at(points))))
-    for start in range(0, n, KS_BLOCK):  # the window's own jump points, a block at a time (bounded memory)
-        block = window[start: start + KS_BLOCK]
-        observed = np.searchsorted(window, block, side="right") / n
-        d = max(d, float(np.max(np.abs(observed - reference_at(block)))))
+    cdf = np.asarray(summary["cdf"], dtype=float)
+    unique, last = np.unique(points[::-1], return_index=True)  # repeated quantiles: the last one's level
+    level = cdf[::-1][last]
+    cut = splits(summary)
+    upto, below = _at(cut, counts.upto, unique), _at(cut, counts.below, unique)
+    gaps = [np.abs(upto / n - level), np.abs(below[1:] / n - level[:-1]), [below[0] / n, abs(1.0 - level[-1])]]
+    d = float(max(np.max(np.asarray(g, dtype=float)) if len(g) else 0.0 for g in gaps))
     en = n * m / (n + m)
     if en > EXACT_KS_UP_TO:  # Kolmogorov's limit: kstwo.sf takes seconds per call at millions of rows
         return d, float(min(1.0, max(0.0, kstwobign.sf(math.sqrt(en) * d))))
     return d, float(min(1.0, max(0.0, kstwo.sf(d, round(en))))) if en >= 1 else float("nan")
+
+
+def numeric_bins(summary: dict[str, Any], present: np.ndarray) -> np.ndarray:
+    """The window's share per reference bin (the same edges and side as the profile)."""
+    return numeric_shares(summary, numeric_counts(summary, present))
+
+
+def ks(summary: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
+    """(D, p) of the window's non-missing values against the profile's cumulative distribution."""
+    return ks_counts(summary, numeric_counts(summary, present))
+
+
+@dataclass
+class CategoryCounts:
+    """Each present value's count in one categorical column (or one part of it), as the values are:
+    their text is decided over all parts together (``profile.as_text`` writes whole floats as
+    integers only when every value is one)."""
+
+    rows: int = 0
+    missing: int = 0
+    values: dict[Any, int] | None = None
+
+    def __add__(self, other: "CategoryCounts") -> "CategoryCounts":
+        merged = dict(self.values or {})
+        for key, count in (other.values or {}).items():
+            merged[key] = merged.get(key, 0) + count
+        return CategoryCounts(self.rows + other.rows, self.missing + other.missing, merged)
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+    def by_text(self) -> Any:
+        return merge_categories([self.values or {}])
+
+
+def category_counts(values: Any) -> CategoryCounts:
+    import pandas as pd
+
+    series = pd.Series(values, dtype=object)
+    missing = series.isna()
+    counts = series[~missing].value_counts(dropna=True)
+    return CategoryCounts(int(len(series)), int(missing.sum()), {k: int(v) for k, v in counts.items()})
+
+
+def merge_categories(parts: list[dict[Any, int]]) -> Any:
+    """Counts of several parts as one pandas Series indexed by the values' text."""
+    import pandas as pd
+
+    from model_lifecycle.core.monitoring.profile import as_text
+
+    merged: dict[Any, int] = {}
+    for part in parts:
+        for key, count in part.items():
+            merged[key] = merged.get(key, 0) + count
+    if not merged:
+        return pd.Series([], dtype="int64")
+    texts = as_text(pd.Series(list(merged)))
+    return pd.Series(list(merged.values()), index=texts.to_numpy()).groupby(level=0, sort=False).sum() \
+        .sort_values(ascending=False, kind="stable")
 
 
 def categorical_shares(
@@ -77,9 +201,13 @@ def categorical_shares(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """(reference shares, window counts, window shares, unseen value -> count) over the reference's categories
     plus one bucket for everything else (the reference's ``other`` and values it never had)."""
-    from model_lifecycle.core.monitoring.profile import as_text
+    return category_shares(summary, category_counts(present).by_text())
 
-    counts = as_text(present).value_counts()
+
+def category_shares(
+    summary: dict[str, Any], counts: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """``categorical_shares`` from the window's counts by text (``merge_categories``)."""
     known = list(summary["frequencies"])
     reference = np.array([summary["frequencies"][k] for k in known] + [summary.get("other", 0.0)])
     window = np.array([int(counts.get(k, 0)) for k in known] + [int(counts.drop(known, errors="ignore").sum())])
