@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import call
@@ -328,3 +329,117 @@ def test_multiclass_labels_only_models_and_a_sampled_profile(spark, tmp_path):
     assert list(sampled.evaluated[uris[0]].predictions.labels) == list(fitted.predict(rows))
     assert list(sampled.evaluated[uris[1]].predictions.labels) == list(
         np.where(rows["petal_length"] > 3.0, "virginica", "setosa"))
+
+
+# --- monitoring: a production window judged by Spark (issue 13) ----------------------------------------
+
+from conftest import aliases, audit_events  # noqa: E402
+from test_monitor import SHIFTED, SLICE, TARGET, champions, holdout_frame, run_monitor, window_of  # noqa: E402,F401
+
+from model_lifecycle.edges.commands import monitor as monitor_step  # noqa: E402
+
+
+def drifted_window(tracking_uri: str, name: str, version: str, other: str, trained, folder: Path) -> tuple[Path, Path]:
+    """A window a Spark job would judge: a folder of Parquet parts (a day of capture, some rows scored
+    by another version and some outside the hours asked for), a shifted feature, a category column,
+    a shadow challenger, labels flipped in one slice, missing values here and there."""
+    holdout = holdout_frame(trained)
+    frame = pd.concat([holdout] * 3, ignore_index=True)
+    frame[SHIFTED] = frame[SHIFTED] + 2 * frame[SHIFTED].std()
+    path, labels = window_of(tracking_uri, name, version, frame, folder / "made")
+    window = pd.read_parquet(path)
+    found = pd.read_parquet(labels)
+    large = found.index[found[SLICE] == "large"]
+    found.loc[large[: len(large) // 2], TARGET] = 1 - found.loc[large[: len(large) // 2], TARGET]
+    found.to_parquet(labels)
+    window[SLICE] = found[SLICE].to_numpy()
+    window.loc[::7, "mean_radius"] = np.nan
+    window["shadow_version"] = other
+    window["shadow_prediction"] = np.where(np.arange(len(window)) % 5 == 0, 1 - window["prediction"],
+                                           window["prediction"])
+    start = pd.Timestamp("2026-11-27T00:00:00Z")
+    window["timestamp"] = start + pd.to_timedelta(np.arange(len(window)) % 30, unit="h")  # 30 h: 6 outside
+    window.loc[::11, "model_version"] = other  # scored by the other version: not this window
+    parts = folder / "capture"
+    parts.mkdir()
+    third = len(window) // 3 + 1
+    for i in range(3):
+        window.iloc[i * third:(i + 1) * third].to_parquet(parts / f"part-{i}.parquet", index=False)
+    return parts, labels
+
+
+def judged(document: dict[str, Any]) -> dict[str, Any]:
+    """What both engines must agree on, findings in a fixed order."""
+    keep = {k: document[k] for k in ("status", "rows", "features", "prediction", "performance", "labels", "shadow",
+                                      "breach_streak", "action")}
+    keep["findings"] = sorted(document["findings"], key=lambda f: (f["check"], str(f["subject"]), f["statistic"]))
+    keep["span"] = (document["window"]["start"], document["window"]["end"])
+    return keep
+
+
+def test_monitor_spark_judges_a_window_as_the_local_engine_does(spark, champions, tracking_uri, client, model_name,
+                                                                trained, tmp_path):
+    """The same window, labels and hours with --engine local and --engine spark: the same rows, drift
+    statistics, missing rates, live metrics by slice with intervals, label coverage, shadow agreement,
+    findings and status; and the breach rolls back through the same compare-and-set."""
+    (v1, v2), policy = champions(2)
+    Path(policy).write_text(Path(policy).read_text().replace(
+        "  min_slice_rows: 30", "  min_slice_rows: 30\n  label_delay_hours: 2\n  shadow: {min_agreement: 0.9}"))
+    window, labels = drifted_window(tracking_uri, model_name, v2, v1, trained, tmp_path)
+    hours = ["--since", "2026-11-27T00:00Z", "--until", "2026-11-28T00:00Z", "--labels", str(labels)]
+    documents = {}
+    for engine in ("local", "spark"):
+        code, result = run_monitor(tracking_uri, model_name, policy, window, tmp_path, "--engine", engine,
+                                   "--dry-run", *hours)
+        assert code == 1 and result["status"] == "breach", result
+        documents[engine] = json.loads(Path(result["output_path"]).read_text())
+    local, remote = judged(documents["local"]), judged(documents["spark"])
+    assert documents["spark"]["window"]["engine"] == "spark"
+    expected_rows = sum(1 for i in range(3 * len(holdout_frame(trained))) if i % 30 < 24 and i % 11)
+    assert local["rows"] == remote["rows"] == expected_rows
+    for part in local:
+        assert close(local[part], remote[part]), (part, local[part], remote[part])
+    checks = {(f["check"], f["subject"]) for f in remote["findings"] if f["level"] == "breach"}
+    assert ("feature_drift", SHIFTED) in checks and ("performance", "size_band.large") in checks
+    assert remote["features"]["mean_radius"]["missing_rate"] > 0.1
+    assert remote["shadow"]["agreement"] < 0.9 and remote["labels"]["joined"] == expected_rows
+    assert aliases(client, model_name)["champion"] == v2  # dry runs
+
+    code, result = run_monitor(tracking_uri, model_name, policy, window, tmp_path, "--engine", "spark", *hours)
+    assert code == 1 and result["action"] == "rollback" and result["rolled_back_to"] == v1, result
+    assert aliases(client, model_name)["champion"] == v1
+    event = audit_events(client, model_name)[-1]
+    assert event["action"] == "rollback" and event["evidence"]["monitoring_run"] == result["monitoring_run_id"]
+    run = client.get_run(result["monitoring_run_id"])
+    assert run.data.metrics["rows"] == expected_rows and f"drift/{SHIFTED}/psi" in run.data.metrics
+
+
+def test_monitor_spark_reads_catalog_tables_and_says_what_is_wrong(spark, champions, tracking_uri, client, model_name,
+                                                                   trained, tmp_path, capsys):
+    """``engine: spark`` in the policy, window and labels as ``table:<name>``: healthy traffic is
+    healthy; a missing input column, labels of another window and a table that does not exist are
+    one line each, exit 2, nothing recorded or moved."""
+    (v1, v2), policy = champions(2)
+    Path(policy).write_text(Path(policy).read_text() + "engine: spark\n")
+    window, labels = window_of(tracking_uri, model_name, v2, holdout_frame(trained), tmp_path / "w")
+    spark.read.parquet(str(window)).createOrReplaceTempView("monitor_window")
+    spark.read.parquet(str(labels)).createOrReplaceTempView("monitor_labels")
+    code, result = run_monitor(tracking_uri, model_name, policy, "table:monitor_window", tmp_path,
+                               "--labels", "table:monitor_labels")
+    assert code == 0 and result["status"] == "healthy" and result["window"]["engine"] == "spark", result
+    assert result["labels"]["joined"] == len(holdout_frame(trained)) and result["labels"]["coverage"] == 1.0
+    before = len(client.search_runs([client.get_experiment_by_name("model-monitoring").experiment_id]))
+
+    spark.read.parquet(str(window)).drop("mean_area").createOrReplaceTempView("monitor_lacking")
+    other = pd.read_parquet(labels).assign(request_id=lambda f: "x" + f["request_id"])
+    spark.createDataFrame(other).createOrReplaceTempView("monitor_other_labels")
+    for target, extra, message in (
+            ("table:monitor_lacking", [], "window 'table:monitor_lacking' has no column 'mean_area'"),
+            ("table:monitor_window", ["--labels", "table:monitor_other_labels"], "none of the"),
+            ("table:monitor_nowhere", [], "window table 'monitor_nowhere' not found")):
+        capsys.readouterr()
+        code, _ = run_monitor(tracking_uri, model_name, policy, target, tmp_path, *extra)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) <= 2, err
+    assert aliases(client, model_name)["champion"] == v2
+    assert len(client.search_runs([client.get_experiment_by_name("model-monitoring").experiment_id])) == before

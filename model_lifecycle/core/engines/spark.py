@@ -132,22 +132,23 @@ def _what(source: str) -> str:
     return f"hold-out file {source!r}"
 
 
-def read_source(spark: "SparkSession", source: str) -> "DataFrame":
-    """A DataFrame over the hold-out: a catalog table, or Parquet/CSV files (a file, folder, glob or URI)."""
+def read_source(spark: "SparkSession", source: str, role: str = "hold-out",
+                hint: str = "check holdout.path in the policy or --holdout") -> "DataFrame":
+    """A DataFrame over the hold-out (or a window, or labels: ``role``): a catalog table, or
+    Parquet/CSV files (a file, folder, glob or URI)."""
     from pyspark.sql import types as T
 
     if source.startswith(TABLE_PREFIX):
         name = source[len(TABLE_PREFIX):].strip()
         if not name:
-            raise BadInput("hold-out 'table:' names no table", hint="write table:<name>, e.g. table:ml.churn_holdout")
+            raise BadInput(f"{role} 'table:' names no table", hint="write table:<name>, e.g. table:ml.churn_holdout")
         try:
             exists = spark.catalog.tableExists(name)
             frame = spark.table(name) if exists else None
         except Exception as exc:  # noqa: BLE001 - a malformed name, an unreachable metastore
-            raise BadInput(f"hold-out table {name!r} could not be read: {_first_line(exc)}") from exc
+            raise BadInput(f"{role} table {name!r} could not be read: {_first_line(exc)}") from exc
         if frame is None:
-            raise BadInput(f"hold-out table {name!r} not found in the Spark catalog",
-                           hint="check holdout.path (table:<name>) in the policy or --holdout")
+            raise BadInput(f"{role} table {name!r} not found in the Spark catalog", hint=hint)
         return frame
     csv = _is_csv(source)
     try:
@@ -162,9 +163,8 @@ def read_source(spark: "SparkSession", source: str) -> "DataFrame":
         frame.schema  # noqa: B018 - reads the files' metadata now: a missing or broken file is bad input here
     except Exception as exc:  # noqa: BLE001 - any read failure is the hold-out's
         if _condition(exc) == "PATH_NOT_FOUND":
-            raise BadInput(f"hold-out file {source!r} not found", hint="check holdout.path in the policy") from exc
-        raise BadInput(f"hold-out file {source!r} could not be read: {_first_line(exc)}",
-                       hint="check holdout.path in the policy") from exc
+            raise BadInput(f"{role} file {source!r} not found", hint=hint) from exc
+        raise BadInput(f"{role} file {source!r} could not be read: {_first_line(exc)}", hint=hint) from exc
     return frame
 
 
@@ -347,7 +347,7 @@ def _evaluate(policy: "Policy", uris: list[str], path: str | None, *, progress: 
         keys = list(dict.fromkeys(t for combo in combos for t in combo.texts))
         terms = {s.uri: _row_terms(policy, s, target, target_type, scan.y_values) for s in served}
         stats = _predicting(frame, served, total,
-                            lambda: _grouped(persisted, keys, combos, _aggregates(policy, served, terms)))
+                            lambda: _grouped(persisted, keys, combos, _aggregates(policy, [terms[s.uri] for s in served])))
         _check_predictions(policy, frame, served, stats[0][0][1], total)
         rank_sums = _rank_sums(persisted, keys, combos, [(i, terms[s.uri]) for i, s in enumerate(served)
                                                         if "score" in terms[s.uri]], total)
@@ -489,7 +489,7 @@ def _index_of(value: Any, classes: list[Any] | None) -> int:
     return plain.index(evaluation._plain(value))
 
 
-def _slice_text(frame: "DataFrame", column: str, values: Any) -> "Column":
+def _slice_text(frame: "DataFrame", column: str, values: Any, text_of: Any = None) -> "Column":
     """The local engine's text of each value of a slice column: pandas ``astype(str)`` of the values
     as pyarrow gives them (``3``, ``0.5``, ``True``, ``eu``); missing values (null, NaN) have no text:
     in no slice, as there. Integers stay integers even when some are missing (the local engine writes
@@ -498,7 +498,7 @@ def _slice_text(frame: "DataFrame", column: str, values: Any) -> "Column":
     from pyspark.sql import types as T
 
     raw = values.to_pylist()
-    text = values.to_pandas().astype(str)
+    text = text_of(values) if text_of is not None else values.to_pandas().astype(str)
     mapping: dict[Any, str] = {}
     for value, shown in zip(raw, text.tolist()):
         if value is None or (isinstance(value, float) and math.isnan(value)) or not isinstance(shown, str):
@@ -645,13 +645,13 @@ def _row_terms(policy: "Policy", one: _Served, target: str, target_type: Any,
 _MEAN_TERMS = ("accuracy", "log_loss", "brier", "mae", "mse")
 
 
-def _aggregates(policy: "Policy", served: list[_Served], terms: dict[str, dict[str, "Column"]]) -> list["Column"]:
-    """Every model's statistics of a slice, named ``m<i>_<statistic>``."""
+def _aggregates(policy: "Policy", terms: list[dict[str, "Column"]]) -> list["Column"]:
+    """Every model's statistics of a slice (the i-th model's row terms), named ``m<i>_<statistic>``."""
     from pyspark.sql import functions as F
 
     aggregates = [F.count(F.lit(1)).alias("n")]
-    for i, one in enumerate(served):
-        t, m = terms[one.uri], f"m{i}_"
+    for i, t in enumerate(terms):
+        m = f"m{i}_"
         aggregates.append(F.sum(F.when(t["bad"], 1).otherwise(0)).alias(m + "bad"))
         if "checked" in t:
             aggregates += [F.min(t["checked"]).alias(m + "low"), F.max(t["checked"]).alias(m + "high")]

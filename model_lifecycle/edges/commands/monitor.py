@@ -20,6 +20,7 @@ EXAMPLES = """\
   python scripts/monitor.py --model churn --window 's3://bucket/capture/date=2026-11-27/' --labels labels.parquet
   python scripts/monitor.py --model churn --window capture/ --reference holdout.csv   # first use on an old version
   python scripts/monitor.py --model churn --window capture/ --dry-run
+  python scripts/monitor.py --model churn --engine spark --window table:ml.churn_predictions --labels table:ml.churn_labels
 """
 
 
@@ -38,6 +39,10 @@ def build_parser() -> cli.ArgumentParser:
                         help="Build the version's reference profile from this hold-out if it has none.")
     parser.add_argument("--output", default="monitoring.json", help="Where the JSON result is written.")
     parser.add_argument("--report", default="monitoring.md", help="Where the Markdown report is written.")
+    parser.add_argument("--engine", choices=("local", "spark"), default=None,
+                        help="local: pyarrow on this machine, a column at a time; spark: where the window lives "
+                             "(files or table:<name>; labels too), needs the [spark] extra. "
+                             "Default: the policy's engine, else local.")
     parser.add_argument("--dry-run", action="store_true", help="Judge and report only: record nothing, take no action.")
     parser.add_argument("--repo", metavar="OWNER/REPO", help="Repository for GitHub notification channels.")
     parser.add_argument("--actor", default=None, help="Who acts on a breach (default: $GITHUB_ACTOR, else user@host).")
@@ -52,7 +57,8 @@ def call(args: Any) -> Any:
         args.model, args.window, args.policy, version=args.version, labels=args.labels, label_column=args.label_column,
         since=args.since, until=args.until, reference=args.reference, output=args.output, report=args.report,
         act=not args.dry_run, log=not args.dry_run, repo=args.repo, actor=args.actor,
-        aliases=cli.alias_names(args), tracking_uri=args.tracking_uri, progress=cli.Progress(args.json),
+        aliases=cli.alias_names(args), tracking_uri=args.tracking_uri, engine=args.engine,
+        progress=cli.Progress(args.json),
     ))
 
 
