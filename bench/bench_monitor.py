@@ -10,7 +10,10 @@ wall time and peak memory (ru_maxrss) are that side's alone, in the same run:
   (b) baseline: pandas.read_parquet of the same files and of the raw hold-out, plus
       scipy.stats.ks_2samp per numeric feature;
   (c) Evidently's data-drift report on the same data, when --evidently-python names a Python that
-      has it (a separate environment: Evidently is not a dependency of the toolkit).
+      has it (a separate environment: Evidently is not a dependency of the toolkit);
+  (d) with --spark, the same assessment with the Spark engine in local mode (``local[*]``; reported,
+      not a goal: it is there for windows that live in a cluster), checked equal to (a): rows, every
+      feature's statistics, findings and the live accuracy. Its time includes starting Spark.
 Prints a/b for time (goal <= 1.5) and memory (goal <= 1), and the features each side flags.
 """
 
@@ -124,7 +127,27 @@ def child_monitor(folder: Path) -> dict:
     judged = assess.assess(_policy(folder), profile, opened, labels=labels)
     flagged = sorted({f["subject"] for f in judged.findings if f["check"] == "feature_drift"})
     return {"rows": judged.rows, "status": judged.status, "flagged": flagged,
-            "live_accuracy": judged.performance["overall"]["metrics"]["accuracy"]["value"]}
+            "live_accuracy": judged.performance["overall"]["metrics"]["accuracy"]["value"],
+            "features": judged.features, "findings": len(judged.findings)}
+
+
+def child_monitor_spark(folder: Path) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from model_lifecycle.core.engines import spark, spark_window
+    from model_lifecycle.core.monitoring import assess
+
+    started = time.perf_counter()
+    spark.session()
+    session = time.perf_counter() - started
+    profile = json.loads((folder / "profile.json").read_text())
+    opened = spark_window.open_window(str(folder / "window"), since=None, until=None, version="1")
+    judged = assess.assess(_policy(folder), profile, opened, labels=str(folder / "labels.parquet"))
+    flagged = sorted({f["subject"] for f in judged.findings if f["check"] == "feature_drift"})
+    return {"rows": judged.rows, "status": judged.status, "flagged": flagged, "session_s": session,
+            "live_accuracy": judged.performance["overall"]["metrics"]["accuracy"]["value"],
+            "features": judged.features, "findings": len(judged.findings)}
 
 
 def child_baseline(folder: Path) -> dict:
@@ -179,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--evidently-python", help="A Python with evidently installed (a separate venv).")
+    parser.add_argument("--spark", action="store_true", help="Also judge the window with the Spark engine.")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,7 +214,7 @@ def main() -> None:
 
         kind, folder = args.child[0], Path(args.child[1])
         result = {"monitor": child_monitor, "baseline": child_baseline, "evidently": child_evidently,
-                  "profile": make_profile}[kind](folder)
+                  "monitor_spark": child_monitor_spark, "profile": make_profile}[kind](folder)
         result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -216,6 +240,16 @@ def main() -> None:
             results["evidently"] = run_child(args.evidently_python, "evidently", folder)
             e = results["evidently"]
             print(f"evidently: {e['seconds']:.1f} s, peak {e['peak_mb']:.0f} MB, flagged {e['flagged']}", flush=True)
+        if args.spark:
+            results["spark"] = run_child(sys.executable, "monitor_spark", folder)
+            s = results["spark"]
+            same = (s["rows"], s["features"], s["findings"], s["live_accuracy"]) == \
+                (results["monitor"]["rows"], results["monitor"]["features"], results["monitor"]["findings"],
+                 results["monitor"]["live_accuracy"])
+            print(f"monitor --engine spark: {s['seconds']:.1f} s ({s['session_s']:.1f} s starting Spark), "
+                  f"driver peak {s['peak_mb']:.0f} MB, flagged {s['flagged']}, same as local: {same}", flush=True)
+            if not same:
+                raise SystemExit("the Spark engine disagrees with the local engine")
     a, b = results["monitor"], results["baseline"]
     print(json.dumps({
         "rows": args.rows, "monitor_s": round(a["seconds"], 1), "baseline_s": round(b["seconds"], 1),
@@ -225,6 +259,8 @@ def main() -> None:
         **({"evidently_s": round(results["evidently"]["seconds"], 1),
             "evidently_peak_mb": round(results["evidently"]["peak_mb"]),
             "evidently_flagged": results["evidently"]["flagged"]} if "evidently" in results else {}),
+        **({"spark_s": round(results["spark"]["seconds"], 1), "spark_session_s": round(results["spark"]["session_s"], 1),
+            "spark_vs_local": round(results["spark"]["seconds"] / a["seconds"], 2)} if "spark" in results else {}),
     }, indent=2))
 
 

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import call
+import test_monitor
+from conftest import aliases, audit_events, call
+from test_monitor import SHIFTED, SLICE, TARGET, holdout_frame, run_monitor, window_of
 
 from model_lifecycle.core.monitoring import records
 from model_lifecycle.edges.commands import compare_baseline
@@ -333,10 +335,7 @@ def test_multiclass_labels_only_models_and_a_sampled_profile(spark, tmp_path):
 
 # --- monitoring: a production window judged by Spark (issue 13) ----------------------------------------
 
-from conftest import aliases, audit_events  # noqa: E402
-from test_monitor import SHIFTED, SLICE, TARGET, champions, holdout_frame, run_monitor, window_of  # noqa: E402,F401
-
-from model_lifecycle.edges.commands import monitor as monitor_step  # noqa: E402
+champions = test_monitor.champions  # the fixture: versions through the real gate, promoted in turn
 
 
 def drifted_window(tracking_uri: str, name: str, version: str, other: str, trained, folder: Path) -> tuple[Path, Path]:
@@ -443,3 +442,119 @@ def test_monitor_spark_reads_catalog_tables_and_says_what_is_wrong(spark, champi
         assert code == 2 and message in err and len(err.splitlines()) <= 2, err
     assert aliases(client, model_name)["champion"] == v2
     assert len(client.search_runs([client.get_experiment_by_name("model-monitoring").experiment_id])) == before
+
+
+def _served(task: str, rows: int, rng: Any) -> tuple[pd.DataFrame, list[Any]]:
+    """Served predictions and labels as a capture holds them, for each kind the monitor meets."""
+    truth = rng.integers(0, 3 if task == "multiclass" else 2, rows)
+    if task == "binary-scores":  # a binary classifier serving probabilities, some exactly 0.5
+        score = np.clip(0.5 + (truth - 0.5) * rng.uniform(0, 0.8, rows) + rng.normal(0, 0.2, rows), 0, 1)
+        score[::13] = 0.5
+        return pd.DataFrame({"prediction": score, "target": truth}), [0, 1]
+    if task == "binary-text":
+        names = np.array(["no", "yes"])
+        guess = np.where(rng.uniform(size=rows) < 0.8, truth, 1 - truth)
+        return pd.DataFrame({"prediction": names[guess], "target": names[truth]}), ["no", "yes"]
+    if task == "multiclass":  # labels captured as floats
+        guess = np.where(rng.uniform(size=rows) < 0.7, truth, rng.integers(0, 3, rows)).astype(float)
+        return pd.DataFrame({"prediction": guess, "target": truth}), [0, 1, 2]
+    value = rng.normal(10, 3, rows)
+    return pd.DataFrame({"prediction": value + rng.normal(0, 1, rows), "target": value}), None
+
+
+@pytest.mark.parametrize("task", ["binary-scores", "binary-text", "multiclass", "regression"])
+def test_monitor_live_metrics_by_slice_equal_on_both_engines(spark, task, tmp_path):
+    """Labels joined and metrics by slice (a slice column from the labels, one from the window, their
+    intersection, a missing slice value) for probabilities, text labels, float-captured classes and
+    values: the same support, values and intervals as the local engine (1e-9)."""
+    from model_lifecycle.core import policy as policies
+    from model_lifecycle.core.engines import spark_window
+    from model_lifecycle.core.monitoring import assess, local
+    from model_lifecycle.core.monitoring import window as windows
+
+    rng = np.random.default_rng(len(task))
+    rows = 3000
+    served, classes = _served(task, rows, rng)
+    ids = [f"r{i}" for i in range(rows)]
+    channel = np.array(["web", "app", "api"], dtype=object)[rng.integers(0, 3, rows)]
+    channel[::97] = None
+    window = pd.DataFrame({"request_id": ids, "record": 0, "channel": channel, "x": rng.normal(size=rows),
+                           "prediction": served["prediction"]})
+    window.to_parquet(tmp_path / "window.parquet", index=False)
+    labels = pd.DataFrame({"request_id": ids[: rows - 200] + [f"other{i}" for i in range(50)], "record": 0,
+                           "target": list(served["target"][: rows - 200]) + list(served["target"][:50]),
+                           "region": rng.choice([1, 2, 3, 4], rows - 150)})
+    labels.to_parquet(tmp_path / "labels.parquet", index=False)
+    kind = task.split("-")[0]
+    policy = policies.parse(f"""
+task: {kind}
+holdout: {{path: h.parquet, target: target}}
+slices: {{columns: [region, channel], intersections: [[region, channel]], min_size: 5}}
+gates: [{{metric: {'mae' if kind == 'regression' else 'accuracy'}, floor: 0}}]
+monitoring: {{min_rows: 10, min_slice_rows: 40}}
+""")
+    profile = {"features": {}, "classes": classes, "results": {}}
+    found = {}
+    for engine in ("local", "spark"):
+        if engine == "local":
+            reader = local.LocalReader(windows.open_window(str(tmp_path / "window.parquet"), since=None, until=None,
+                                                           version=None))
+            given = local.read_labels(str(tmp_path / "labels.parquet"))
+        else:
+            reader = spark_window.open_window(str(tmp_path / "window.parquet"), since=None, until=None,
+                                              version=None, spark=spark)
+            given = str(tmp_path / "labels.parquet")
+        judged = assess.assess(policy, profile, reader, labels=given)
+        found[engine] = judged.labels, judged.performance
+    (labels_l, local_results), (labels_s, spark_results) = found["local"], found["spark"]
+    assert labels_l == labels_s == {"labels": rows - 150, "joined": rows - 200, "unmatched": 50,
+                                    "coverage": round((rows - 200) / rows, 4)}
+    assert_same_results(local_results, spark_results)
+    assert "channel.web__region.1" in spark_results and not spark_results["channel.web__region.1"]["insufficient"]
+    metrics = {name: m["value"] for name, m in spark_results["overall"]["metrics"].items()}
+    defined = {name for name, value in metrics.items() if value is not None}
+    assert defined == {"binary-scores": {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"},
+                       "binary-text": {"accuracy", "f1", "precision", "recall"},  # labels only: no scores
+                       "multiclass": {"accuracy", "f1_macro", "f1_weighted"},
+                       "regression": {"rmse", "mae", "mse", "r2"}}[task]
+    if task == "binary-scores":
+        assert metrics["roc_auc"] > 0.7 and spark_results["overall"]["metrics"]["roc_auc"]["ci_low"] is not None
+
+
+def test_the_counting_function_reaches_workers_without_this_package(tmp_path):
+    """A cluster's Python workers have numpy and pandas, not the toolkit: the partition function
+    (and the drift module it calls, shipped by value) runs in an interpreter that cannot import it
+    (workers have pyspark: unpickling uses its cloudpickle)."""
+    import subprocess
+
+    from pyspark import cloudpickle
+
+    from model_lifecycle.core.engines import spark_window
+    from model_lifecycle.core.monitoring import drift
+
+    summary = {"kind": "numeric", "points": [0.0, 1.0, 2.0], "edges": [1.0], "min": 0.0, "max": 2.0}
+    plan = {"a": ("numeric", drift.splits(summary).tolist()), "b": ("categorical", None)}
+    cloudpickle.register_pickle_by_value(sys.modules[drift.__name__])
+    try:
+        payload = cloudpickle.dumps(spark_window._partition_counter(["a", "b"], plan))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[drift.__name__])
+    (tmp_path / "fn.pkl").write_bytes(payload)
+    script = """
+import sys, pickle, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "model_lifecycle":
+            raise ImportError(f"no {name} on this worker")
+sys.meta_path.insert(0, Block())
+import pandas as pd
+fn = pickle.loads(open(sys.argv[1], "rb").read())
+out = list(fn(iter([pd.DataFrame({"c0": [0.5, 1.0, None, 3.0], "c1": ["x", "y", "x", None]})])))[0]
+print(out.to_json(orient="records"))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "fn.pkl")], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["i"]: json.loads(r["payload"]) for r in json.loads(done.stdout)}
+    assert rows[0]["rows"] == 4 and rows[0]["missing"] == 1 and rows[0]["below"] == [0, 1, 2]
+    assert rows[1]["missing"] == 1 and sorted(rows[1]["values"]) == [["x", 2], ["y", 1]]

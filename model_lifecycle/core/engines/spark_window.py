@@ -123,6 +123,8 @@ class SparkReader:
         from pyspark import cloudpickle
 
         names = list(summaries)
+        if not names:
+            return {}
         plan = {name: (summary["kind"], drift.splits(summary).tolist() if summary["kind"] == "numeric" else None)
                 for name, summary in summaries.items()}
         total = self.count()
