@@ -217,9 +217,11 @@ class SparkReader:
             update={"columns": present, "intersections": intersections})})
         schema = frame.schema
         y_type, p_type = schema[target].dataType, schema[windows.PREDICTION].dataType
+        classes = profile.get("classes")
+        guess_classes = policy.task == "binary" and not (classes and len(classes) == 2)  # the labels' values then
         stats = self._run(lambda: frame.agg(
             *[F.collect_set(_col(c)).alias(f"s{i}") for i, c in enumerate(present)],
-            F.collect_set(_col(target)).alias("y"),
+            (F.collect_set(_col(target)) if guess_classes else F.lit(None)).alias("y"),
             F.sum(F.when(_col(windows.PREDICTION).isin(0.0, 1.0), 0).otherwise(1)).alias("other")
             if self.floating_of(p_type) else F.lit(0).alias("other"),
         ).toArrow())
@@ -227,8 +229,7 @@ class SparkReader:
         scored = frame.select("*", *[engine._slice_text(frame, c, stats.column(f"s{i}").combine_chunks().flatten(),
                                                         _arrow_text).alias(text_columns[c])
                                      for i, c in enumerate(present)])
-        classes = profile.get("classes")
-        y_values = stats.column("y")[0].as_py()
+        y_values = stats.column("y")[0].as_py() or []
         scores = local.serves_scores(policy.task, classes, self.floating_of(p_type),
                                      lambda: stats.column("other")[0].as_py() > 0)
         terms = _live_terms(policy.task, classes, y_values, _col(target), y_type, _col(windows.PREDICTION), p_type,
@@ -341,7 +342,7 @@ def _live_terms(task: str, classes: list[Any] | None, y_values: list[Any], y: "C
         known = classes if classes and len(classes) == 2 else None
         if known is None:  # evaluation._positive's rule without the model's classes
             values = set(y_values)
-            known = [0, 1] if values <= {0, 1} else [None, sorted(values, key=str)[-1]]
+            known = [0, 1] if values <= {0, 1} else [None, sorted(values)[-1]]
         negative, positive_class = (F.lit(c).cast(y_type) for c in known)
         positive = F.when(y == positive_class, 1.0).otherwise(0.0)
         if scores:
