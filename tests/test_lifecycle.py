@@ -484,3 +484,22 @@ def test_a_passing_verdict_is_recorded_and_one_against_another_champion_is_refus
     code, result = to(tracking_uri, model_name, v2, "staging")
     assert code == 1 and "compared it with no champion, but the champion is v1 now" in result["error"], result
     assert (aliases(client, model_name), len(audit_events(client, model_name))) == before
+
+
+def test_the_audit_record_of_a_model_is_read_by_its_name_whatever_it_holds(client):
+    """Each model's audit events come back from its own run only, found with a filter on the model's
+    name (a name with both quote characters, which has no literal in MLflow's grammar, is compared
+    after reading); names that differ by a quote or a backslash never share events."""
+    import uuid
+
+    from model_lifecycle.core import audit
+
+    tag = uuid.uuid4().hex[:6]
+    names = [f"it's-{tag}", f'say "hi"-{tag}', f"back\\slash-{tag}", f"both'\"\\-{tag}", f"both_\"_-{tag}",
+             f"plain-{tag}"]
+    for name in names:
+        model = client.create_registered_model(name)
+        audit.append(client, model, {"action": "note", "model": name, "epoch_ms": 1, "id": uuid.uuid4().hex})
+    for name in names:
+        events = audit.read(client, name)
+        assert [e["model"] for e in events] == [name], (name, events)

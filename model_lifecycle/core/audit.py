@@ -164,11 +164,16 @@ def _audit_runs(client: "MlflowClient", model_name: str) -> list[Any]:
     experiment = client.get_experiment_by_name(AUDIT_EXPERIMENT)
     if experiment is None:
         return []
+    from model_lifecycle.adapters.registry import quote_filter_value
+
     runs: list[Any] = []
     token = None
-    # No filter string: model names may hold quotes; the experiment has one small run per model.
+    # Only this model's runs (the experiment has one per model): a name holding both quote characters
+    # has no literal in MLflow's filter grammar, and then every run is read and compared here.
+    quoted = quote_filter_value(model_name)
+    wanted = f"tags.`{MODEL_TAG}` = {quoted}" if quoted is not None else ""
     while True:
-        page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token)
+        page = client.search_runs([experiment.experiment_id], wanted, max_results=1000, page_token=token)
         runs.extend(r for r in page if r.data.tags.get(MODEL_TAG) == model_name)
         token = page.token
         if not token:

@@ -1,8 +1,8 @@
 """The local engine's reads of a window: pyarrow, one column at a time, on this machine.
 
 ``assess`` asks an engine for counts and aggregates only (``WindowReader`` in ``assess``); this one
-reads a column, counts it (``drift.numeric_counts`` / ``drift.category_counts``) and lets it go, so
-memory holds one column at a time, never the whole window. The Spark engine
+reads the judged columns in batches, counts each batch (``drift.numeric_counts`` /
+``drift.category_counts``) and adds the counts, so memory holds one batch, never the whole window. The Spark engine
 (``core/engines/spark_window.py``) answers the same questions where the window lives.
 """
 
@@ -20,6 +20,8 @@ from model_lifecycle.errors import BadInput
 if TYPE_CHECKING:  # pragma: no cover
     from model_lifecycle.core.policy import Policy
 
+BATCH_ROWS = 250_000  # window rows counted at a time
+
 
 class LocalReader:
     engine = "local"
@@ -29,9 +31,12 @@ class LocalReader:
         self.source = window.source
         self.columns = window.columns
         self.filtered = window.filter is not None
+        self._rows: int | None = None
 
     def count(self) -> int:
-        return self.window.count()
+        if self._rows is None:
+            self._rows = self.window.count()
+        return self._rows
 
     def time_span(self) -> tuple[datetime | None, datetime | None]:
         return windows.time_span(self.window)
@@ -42,16 +47,26 @@ class LocalReader:
         return pa.types.is_floating(self.window.dataset.schema.field(column).type)
 
     def column_counts(self, summaries: dict[str, dict[str, Any]], progress: Any = None) -> dict[str, Any]:
-        """Per column: ``drift.NumericCounts`` or ``drift.CategoryCounts`` against its summary."""
-        out: dict[str, Any] = {}
-        for done, (name, summary) in enumerate(summaries.items(), start=1):
-            values = windows.as_numpy(self.window.read([name]).column(0))
-            out[name] = drift.numeric_counts(summary, values) if summary["kind"] == "numeric" else \
-                drift.category_counts(values)
-            del values
+        """Per column: ``drift.NumericCounts`` or ``drift.CategoryCounts`` against its summary, added up
+        over batches of ``BATCH_ROWS`` rows (memory holds one batch of the columns, whatever the window's size)."""
+        names = list(summaries)
+        cuts = {n: drift.splits(s) for n, s in summaries.items() if s["kind"] == "numeric"}
+        totals: dict[str, Any] = {}
+        done, total = 0, self.count()
+        for batch in self.window.batches(names, BATCH_ROWS):
+            for name in names:
+                values = windows.as_numpy(batch.column(name))
+                part = drift.numeric_counts(summaries[name], values, cuts[name]) if name in cuts else \
+                    drift.category_counts(values)
+                totals[name] = part if name not in totals else totals[name] + part
+            done += batch.num_rows
             if progress is not None:
-                progress(done, len(summaries), "window columns judged")
-        return out
+                progress(done, total, "window rows judged")
+        for name in names:  # a window whose every row was filtered out still has (empty) counts
+            if name not in totals:
+                totals[name] = drift.numeric_counts(summaries[name], np.asarray([], dtype=float), cuts[name]) \
+                    if name in cuts else drift.category_counts([])
+        return totals
 
     def labelled(self, labels: Any, target: str, delay_hours: float, now: datetime | None, policy: "Policy",
                  profile: dict[str, Any], live_policy: "Policy") -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -7,8 +7,8 @@ are read as such), a glob, or a URI pyarrow reaches (``s3://``, ``gs://``). Labe
 ``request_id`` (and ``record`` when the window has several records per request), the target column,
 and optionally slice columns the requests did not carry.
 
-Columns are read one at a time with the window's filter pushed down to pyarrow, so memory holds the
-columns being read, never the whole window.
+The judged columns are read in batches with the window's filter pushed down to pyarrow, so memory
+holds one batch, never the whole window.
 """
 
 from __future__ import annotations
@@ -48,6 +48,16 @@ class Window:
             return self.dataset.to_table(columns=columns, filter=self.filter)
         except Exception as exc:  # noqa: BLE001 - a broken file or a type clash is the window's fault
             raise BadInput(f"window {self.source!r} could not be read ({', '.join(columns)}): {_short(exc)}") from exc
+
+    def batches(self, columns: list[str], rows: int) -> Any:
+        """Record batches of these columns, rows of the window only, about ``rows`` at a time."""
+        try:
+            for batch in self.dataset.to_batches(columns=columns, filter=self.filter, batch_size=rows):
+                if batch.num_rows:
+                    yield batch
+        except Exception as exc:  # noqa: BLE001 - a broken file or a type clash is the window's fault
+            raise BadInput(f"window {self.source!r} could not be read ({', '.join(columns[:5])}"
+                           f"{', ...' if len(columns) > 5 else ''}): {_short(exc)}") from exc
 
     def read_all(self, columns: list[str]) -> Any:
         """These columns over every row of the source, ignoring the time and version filter."""
