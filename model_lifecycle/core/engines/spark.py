@@ -98,7 +98,9 @@ def session(master: str | None = None) -> "SparkSession":
     if effective.startswith("local"):
         os.environ["PYSPARK_PYTHON"] = sys.executable
         builder = builder.config("spark.pyspark.python", sys.executable)
-    spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
+    # UTC: text and naive timestamps read as UTC, as pyarrow reads them in the local engine
+    spark = builder.config("spark.ui.showConsoleProgress", "false").config("spark.sql.session.timeZone", "UTC") \
+        .getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

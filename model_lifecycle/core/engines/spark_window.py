@@ -49,7 +49,15 @@ def open_window(source: str, *, since: datetime | None, until: datetime | None, 
     """The rows of ``source`` scored by ``version`` (when the window records versions) in [since, until)."""
     from pyspark.sql import functions as F
 
-    spark = spark or engine.session()
+    if spark is None:
+        try:
+            spark = engine.session()
+        except Exception as exc:  # noqa: BLE001 - no Java, a cluster that cannot be reached
+            from model_lifecycle.errors import ServiceError
+
+            raise ServiceError(f"Spark could not start: {engine._first_line(exc)}",
+                               hint="the spark engine needs Java 17 (JAVA_HOME) and, for a cluster, "
+                                    "LIFECYCLE_SPARK_MASTER") from exc
     frame = _guarded(lambda: engine.read_source(spark, source, role="window",
                                                 hint="the window is the capture folder, files or table:<name>"))
     columns = list(frame.columns)
@@ -68,7 +76,12 @@ def open_window(source: str, *, since: datetime | None, until: datetime | None, 
         if until is not None:
             both(stamp < F.lit(until))
     if version is not None and windows.VERSION in columns:
-        both(_col(windows.VERSION).cast("string") == F.lit(str(version)))
+        from pyspark.sql import types as T
+
+        recorded = _col(windows.VERSION)
+        if isinstance(frame.schema[windows.VERSION].dataType, T.NumericType):  # 3.0 is version 3, as in Arrow
+            recorded = recorded.cast("long")
+        both(recorded.cast("string") == F.lit(str(version)))
     rows = frame if condition is None else frame.where(condition)
     return SparkReader(source, frame, rows, columns, condition is not None, spark, since, until)
 
@@ -130,12 +143,9 @@ class SparkReader:
         total = self.count()
         if progress is not None:
             progress(0, total, "window rows counted")
-        cloudpickle.register_pickle_by_value(sys.modules[drift.__name__])
-        try:
-            parts = self._run(lambda: self.frame.select(*[_col(n).alias(f"c{i}") for i, n in enumerate(names)])
-                              .mapInPandas(_partition_counter(names, plan), "i int, payload string").collect())
-        finally:
-            cloudpickle.unregister_pickle_by_value(sys.modules[drift.__name__])
+        _ship_by_value(cloudpickle)
+        parts = self._run(lambda: self.frame.select(*[_col(n).alias(f"c{i}") for i, n in enumerate(names)])
+                          .mapInPandas(_partition_counter(names, plan), "i int, payload string").collect())
         out: dict[str, Any] = {name: drift.NumericCounts() if plan[name][0] == "numeric" else drift.CategoryCounts()
                                for name in names}
         for row in parts:
@@ -168,7 +178,7 @@ class SparkReader:
                                                     hint="labels are a table with request_id and the target"))
         names = list(table.columns)
         local.check_label_columns(names, target, self.columns, self.source)
-        count = int(self._run(lambda: table.count()))
+        count = int(self._run(lambda: table.count(), f"labels {labels!r}"))
         if count == 0:
             return {"labels": 0, "joined": 0, "unmatched": 0}, None
         keys = local.join_keys(names, self.columns)
@@ -253,6 +263,7 @@ class SparkReader:
 
     def shadow(self, slice_columns: list[str]) -> dict[str, Any]:
         from pyspark.sql import functions as F
+        from pyspark.sql import types as T
 
         present = [c for c in slice_columns if c in self.columns]
         rows = self.frame.where(_col(windows.SHADOW).isNotNull() & ~(
@@ -260,10 +271,14 @@ class SparkReader:
         values = self._run(lambda: rows.agg(*[F.collect_set(_col(c)).alias(f"s{i}")
                                               for i, c in enumerate(present)]).toArrow()) if present else None
         text_columns = {c: f"{_P}s{i}" for i, c in enumerate(present)}
-        agree = F.when(_col(windows.PREDICTION).cast("string") == _col(windows.SHADOW).cast("string"), 1).otherwise(0)
+        numeric = all(isinstance(rows.schema[c].dataType, (T.NumericType, T.BooleanType))
+                      for c in (windows.PREDICTION, windows.SHADOW))
+        kind = "double" if numeric else "string"  # local.same_prediction's comparison
+        same = _col(windows.PREDICTION).cast(kind) == _col(windows.SHADOW).cast(kind)
+        agree = F.when(same, 1).otherwise(0)
         scored = rows.select(agree.alias(f"{_P}agree"), *[
-            engine._slice_text(rows, c, values.column(f"s{i}").combine_chunks().flatten()).alias(text_columns[c])
-            for i, c in enumerate(present)])
+            engine._slice_text(rows, c, values.column(f"s{i}").combine_chunks().flatten(), _arrow_text)
+            .alias(text_columns[c]) for i, c in enumerate(present)])
         combos = [engine._Combo([], [])] + [engine._Combo([c], [text_columns[c]]) for c in present]
         grouped = self._run(lambda: engine._grouped(scored, list(text_columns.values()), combos, [
             F.count(F.lit(1)).alias("n"), F.sum(f"{_P}agree").alias("agree")]))
@@ -278,9 +293,12 @@ class SparkReader:
 
     # --- failures --------------------------------------------------------------------------------
 
-    def _run(self, action: Any) -> Any:
-        """A Spark action on the window: a broken file or a type clash is the window's fault (exit 2),
-        Spark itself failing is a service error (exit 3)."""
+    def _run(self, action: Any, what: str | None = None) -> Any:
+        """A Spark action on the window (or on ``what``): a broken file or a type clash is the input's
+        fault (exit 2); Spark itself failing, or its Python workers (numpy or pandas missing on a
+        cluster), is a service error (exit 3)."""
+        from model_lifecycle.errors import ServiceError
+
         try:
             return action()
         except ToolkitError:
@@ -288,7 +306,19 @@ class SparkReader:
         except Exception as exc:  # noqa: BLE001 - py4j and the JVM raise many kinds
             if engine._spark_down(exc):
                 raise _down(exc) from exc
-            raise BadInput(f"window {self.source!r} could not be read: {engine._first_line(exc)}") from exc
+            if engine._python_failure(exc):
+                raise ServiceError(f"Spark's Python workers failed judging the window: {engine._python_error(exc)}",
+                                   hint="the workers need numpy and pandas (and pyarrow)") from exc
+            raise BadInput(f"{what or f'window {self.source!r}'} could not be read: {engine._first_line(exc)}") \
+                from exc
+
+
+def _ship_by_value(cloudpickle: Any) -> None:
+    """Ship the ``drift`` module with the partition function (once per process, never undone: a
+    registration is process-wide, so undoing it could race another thread's pickling)."""
+    module = sys.modules[drift.__name__]
+    if drift.__name__ not in cloudpickle.list_registry_pickle_by_value():
+        cloudpickle.register_pickle_by_value(module)
 
 
 def _guarded(action: Any) -> Any:

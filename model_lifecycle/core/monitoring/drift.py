@@ -175,7 +175,11 @@ def category_counts(values: Any) -> CategoryCounts:
 
     series = pd.Series(values, dtype=object)
     missing = series.isna()
-    counts = series[~missing].value_counts(dropna=True)
+    present = series[~missing]
+    try:
+        counts = present.value_counts(dropna=True)
+    except TypeError:  # lists, arrays, maps: counted by their text, as the profile wrote them
+        counts = present.map(lambda v: v if isinstance(v, (str, int, float, bool)) else str(v)).value_counts()
     return CategoryCounts(int(len(series)), int(missing.sum()), {k: int(v) for k, v in counts.items()})
 
 

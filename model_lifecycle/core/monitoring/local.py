@@ -77,16 +77,44 @@ class LocalReader:
         return joined["info"], _live_results(live_policy, profile, joined["frame"], target)
 
     def shadow(self, slice_columns: list[str]) -> dict[str, Any]:
-        """Rows with a shadow prediction, how many agree with the served one, overall and by slice."""
+        """Rows with a shadow prediction, how many agree with the served one, overall and by slice.
+
+        Compared as numbers when both columns are numbers (a sampled shadow column with gaps is read
+        as floats: 1.0 agrees with 1), else as text; slice values as Arrow's text, as in the label join."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         from model_lifecycle.core import evaluation
 
         present = [c for c in slice_columns if c in self.columns]
-        frame = self.window.read([windows.PREDICTION, windows.SHADOW, *present]).to_pandas()
-        frame = frame[frame[windows.SHADOW].notna()].reset_index(drop=True)
-        agree = (frame[windows.PREDICTION].astype(str).to_numpy() == frame[windows.SHADOW].astype(str).to_numpy())
+        table = self.window.read([windows.PREDICTION, windows.SHADOW, *present])
+        shadow = table.column(windows.SHADOW)
+        kept = pc.is_valid(shadow)
+        if pa.types.is_floating(shadow.type):
+            kept = pc.and_(kept, pc.invert(pc.is_nan(shadow)))
+        table = table.filter(kept)
+        agree = pc.fill_null(same_prediction(table.column(windows.PREDICTION), table.column(windows.SHADOW)), False)
+        agree = agree.to_numpy(zero_copy_only=False).astype(bool)
+        for column in present:
+            index = table.schema.get_field_index(column)
+            table = table.set_column(index, column, pc.dictionary_encode(table.column(column).cast(pa.string())))
+        frame = table.select(present).to_pandas()
         by_slice = {key: (int(len(index)), int(agree[index].sum()))
-                    for key, index in evaluation.slice_masks(frame, present, []).items()} if len(frame) else {}
-        return {"rows": int(len(frame)), "agree": int(agree.sum()), "by_slice": by_slice}
+                    for key, index in evaluation.slice_masks(frame, present, []).items()} if len(agree) else {}
+        return {"rows": int(len(agree)), "agree": int(agree.sum()), "by_slice": by_slice}
+
+
+def same_prediction(served: Any, shadow: Any) -> Any:
+    """Where two prediction columns agree: as numbers when both are numbers, else as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def numeric(kind: Any) -> bool:
+        return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+    if numeric(served.type) and numeric(shadow.type):
+        return pc.equal(served.cast(pa.float64()), shadow.cast(pa.float64()))
+    return pc.equal(served.cast(pa.string()), shadow.cast(pa.string()))
 
 
 def read_labels(path: str) -> Any:
