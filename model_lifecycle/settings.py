@@ -132,6 +132,11 @@ GITHUB_RUN_ID = _setting("GITHUB_RUN_ID", None, "The workflow run whose approval
 GITHUB_RUN_ATTEMPT = _setting("GITHUB_RUN_ATTEMPT", None, "Attempt of the run, for run links.")
 GITHUB_ACTOR = _setting("GITHUB_ACTOR", None, "Who triggered the run: the audit record's actor.")
 GITHUB_SHA = _setting("GITHUB_SHA", None, "The commit being built: lineage of a registered version.")
+GITHUB_EVENT_NAME = _setting("GITHUB_EVENT_NAME", None,
+                             "The run's event: a version registered under `pull_request` is a candidate.")
+GITHUB_REF = _setting("GITHUB_REF", None, "The run's ref: `refs/pull/<n>/merge` names a candidate's pull request.")
+GITHUB_EVENT_PATH = _setting("GITHUB_EVENT_PATH", None,
+                             "The run's event payload: a pull request's head commit, recorded with its candidate.")
 GITHUB_OUTPUT = _setting("GITHUB_OUTPUT", None, "Where the action writes its outputs.")
 GITHUB_STEP_SUMMARY = _setting("GITHUB_STEP_SUMMARY", None, "Where steps write their job summary.")
 RUNNER_TEMP = _setting("RUNNER_TEMP", None, "The runner's temporary folder: the action's output files.")

@@ -24,6 +24,10 @@ TRAINING_RUN_ID = "lifecycle.training_run_id"
 GIT_COMMIT = "lifecycle.git_commit"  # also a run tag written by the example training
 GITHUB_RUN_URL = "lifecycle.github_run_url"
 REGISTERED_BY = "lifecycle.registered_by"
+# The pull request whose run registered the version (its number): a candidate under review. The relay
+# does not announce it; the pull request's merge releases it (release_candidate.py).
+PULL_REQUEST = "lifecycle.pull_request"
+PULL_REQUEST_HEAD = "lifecycle.pull_request.head_sha"  # the pull request's head commit the candidate was built from
 DATASET_PREFIX = "lifecycle.dataset."
 
 

@@ -11,7 +11,8 @@ import pytest
 from conftest import REPO
 
 STEPS = ["train", "register", "transition", "rollback", "archive", "status", "demo",
-         "check_model", "evaluate", "compare_baseline", "model_card", "notify", "setup_environments", "relay"]
+         "check_model", "evaluate", "compare_baseline", "model_card", "notify", "setup_environments", "relay",
+         "release_candidate"]
 
 
 def all_parsers(parser):

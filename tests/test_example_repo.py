@@ -2,9 +2,10 @@
 through the whole chain with act, a real MLflow server, the GitHub stand-in, the registration
 relay and a real ``serve`` process:
 
-1. a pull request that changes the training code: trained, registered, gated, one sticky report
-   comment, nothing staged;
-2. the relay's ``model-registered`` dispatch for that version: checks, gate, staging deployment
+1. a pull request that changes the training code: trained, registered as the pull request's
+   candidate, gated, one sticky report comment, nothing staged, and the relay does not announce it;
+2. the pull request merged: its release job sends the candidate's ``model-registered`` dispatch,
+   and the registration workflow runs for it: checks, gate, staging deployment
    (parity, load), model card, notification, then promotion once the stand-in answers with an
    approval of the ``production`` environment; ``serve`` switches to it;
 3. monitoring of a drifted window that ``serve`` captured: breach, automatic rollback by the rollback
@@ -369,18 +370,27 @@ def _chain(tmp_path: Path, tracking_uri: str, client, name: str, toolkit: Path, 
     assert f"<!-- model-lifecycle:{name} -->" in comments[0]["body"]  # sticky: the next push edits this one
     assert serving.health_version() == "2"
 
-    # the relay told GitHub about the registration: one model-registered dispatch
+    # the candidate carries its pull request, so the relay (reconciling every second) never announces it
+    assert candidate.tags[tags.PULL_REQUEST] == str(PR) and candidate.tags[tags.PULL_REQUEST_HEAD] == head
+
     def dispatched() -> list[dict[str, Any]]:
         return [d for d in github.dispatches if d["client_payload"]["name"] == name]
 
-    wait_for(dispatched, 60, "the relay's dispatch")
-    time.sleep(2)  # a second reconcile pass: still one
-    assert [(d["repo"], d["event_type"], d["client_payload"]["version"]) for d in dispatched()] == \
-        [(OWNER_REPO, "model-registered", "3")]
+    wait_for(lambda: "relay_candidates_skipped_total 1" in urllib.request.urlopen(
+        f"http://127.0.0.1:{relay_port}/metrics", timeout=5).read().decode(), 60, "the relay to pass the candidate by")
+    assert dispatched() == []
 
-    # --- 2. merged; the registration dispatch of v3 runs on main ------------------------------------------
+    # --- 2. merged: the release job sends the candidate to the registration workflow, which runs on main --
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--ff-only", "stronger-model")
+    closed = {"action": "closed", "number": PR,
+              "pull_request": {"number": PR, "merged": True, "head": {"ref": "stronger-model", "sha": head,
+                                                                     "repo": {"full_name": OWNER_REPO}},
+                               "base": {"ref": "main"}}}
+    assert act.run("pull_request", "on-pull-request.yml", closed) == 0
+    assert [(d["repo"], d["event_type"], d["client_payload"]["version"], d["client_payload"]["pull_request"])
+            for d in dispatched()] == [(OWNER_REPO, "model-registered", "3", str(PR))]
+    assert version_numbers(client, name) == ["1", "2", "3"]  # nothing trained on close
     github.protect(OWNER_REPO, "production", ["alice", "bob"])
     approved_at: dict[str, str] = {}
 

@@ -225,3 +225,64 @@ def test_github_down_is_exit_3(staged, monkeypatch):
     monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
     code, result = call(transition, [*base, "--version", v1, *PROMOTE])
     assert code == 3 and "GitHub API at http://127.0.0.1" in result["error"], result
+
+
+# --- a merged pull request's candidate --------------------------------------------------------------
+
+
+def test_a_pull_requests_candidate_is_tagged_and_released_only_from_the_merged_head(
+        github, tracking_uri, client, trained, model_name, tmp_path, monkeypatch):
+    """A version registered by a pull request's run carries its number and head commit; releasing
+    the merged pull request dispatches its candidate built from the merged head, as the relay's
+    model-registered event; a head that never registered, an unknown pull request or a bad number
+    send nothing."""
+    from model_lifecycle import tags
+    from model_lifecycle.edges.commands import register, release_candidate
+
+    source = trained["logistic"].model_uri
+    base = ["--tracking-uri", tracking_uri, "--model", model_name]
+
+    def registered_under(number: int | None, head: str | None) -> str:
+        if number is None:
+            for key in ("GITHUB_EVENT_NAME", "GITHUB_REF", "GITHUB_EVENT_PATH"):
+                monkeypatch.delenv(key, raising=False)
+        else:  # what GitHub Actions sets for a pull_request run
+            event = tmp_path / f"event-{number}-{head}.json"
+            event.write_text(json.dumps({"number": number, "pull_request": {"number": number, "head": {"sha": head}}}))
+            monkeypatch.setenv("GITHUB_EVENT_NAME", "pull_request")
+            monkeypatch.setenv("GITHUB_REF", f"refs/pull/{number}/merge")
+            monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+        code, result = call(register, [*base, "--model-uri", source])
+        assert code == 0, result
+        return result["version"]
+
+    v1 = registered_under(5, "a" * 40)
+    v2 = registered_under(5, "b" * 40)
+    v3 = registered_under(6, "c" * 40)
+    v4 = registered_under(None, None)
+    found = {v: client.get_model_version(model_name, v).tags for v in (v1, v2, v3, v4)}
+    assert found[v2][tags.PULL_REQUEST] == "5" and found[v2][tags.PULL_REQUEST_HEAD] == "b" * 40
+    assert found[v3][tags.PULL_REQUEST] == "6" and tags.PULL_REQUEST not in found[v4]
+    register_event = [e for e in audit_events(client, model_name) if e["version"] == v2][0]
+    assert register_event["details"]["pull_request"] == "5"
+
+    code, result = call(release_candidate, [*base, "--pull-request", "5", "--head-sha", "a" * 40])
+    assert code == 0 and result["version"] == v1 and result["dispatched"], result
+    code, result = call(release_candidate, [*base, "--pull-request", "5"])  # no head given: the newest
+    assert code == 0 and result["version"] == v2, result
+    assert [(d["repo"], d["event_type"], d["client_payload"]["version"], d["client_payload"]["pull_request"])
+            for d in github.dispatches] == [(REPO, "model-registered", v1, "5"), (REPO, "model-registered", v2, "5")]
+    assert github.dispatches[0]["client_payload"]["source"] == source
+
+    for args, expected, message in (
+            (["--pull-request", "5", "--head-sha", "d" * 40], 1, "the merged code's training did not register"),
+            (["--pull-request", "9"], 1, "pull request #9 has no candidate version"),
+            (["--pull-request", "five"], 2, "is not a pull request number")):
+        code, result = call(release_candidate, [*base, *args])
+        assert code == expected and message in json.dumps(result), result
+    assert len(github.dispatches) == 2  # nothing more was sent
+
+    github.dispatch_failures.append("403")
+    code, result = call(release_candidate, [*base, "--pull-request", "6"])
+    assert code == 2 and "contents: write" in json.dumps(result), result
+    assert len(github.dispatches) == 2

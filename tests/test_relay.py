@@ -308,6 +308,26 @@ def test_reconciler_sends_what_mlflow_dropped(webhook_server, relay_process, git
     assert "relay_reconciled_total 2" in process.metrics()
 
 
+def test_a_pull_requests_candidate_is_never_announced(webhook_server, relay_process, github_stand_in, model_name):
+    """A version registered as a pull request's candidate (lifecycle.pull_request) is neither
+    forwarded from MLflow's delivery nor queued by the reconciler: the pull request's merge
+    releases it (release_candidate). Registrations around it are forwarded as usual."""
+    base = ["--tracking-uri", webhook_server.uri, "--model", model_name, "--model-uri", webhook_server.model_uri]
+    process = relay_process()
+    for extra in ([], ["--pull-request", "12"], []):
+        code, result = call(register, [*base, *extra])
+        assert code == 0, result
+    wait_for(lambda: dispatched(github_stand_in, model_name) == ["1", "3"])
+    process.stop()  # down while another candidate and a release are registered: only the reconciler sees them
+    for extra in (["--pull-request", "13"], []):
+        assert call(register, [*base, *extra])[0] == 0
+    process = relay_process()
+    wait_for(lambda: dispatched(github_stand_in, model_name) == ["1", "3", "5"])
+    time.sleep(2.5)  # more reconciliation passes: still no candidate
+    assert dispatched(github_stand_in, model_name) == ["1", "3", "5"]
+    assert "relay_candidates_skipped_total" in process.metrics()
+
+
 # --- events that cannot be delivered (finding 17) ---------------------------------------------------
 def failed_ids(db: Path, model: str) -> list[int]:
     code, result = call(relay, ["failed", "--db", str(db)])

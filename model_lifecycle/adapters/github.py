@@ -192,6 +192,28 @@ def upsert_comment(gh: Any, repo: str, number: int, model: str, body: str, *,
         raise _service(exc, f"comment on #{number}") from exc
 
 
+def repository_dispatch(gh: Any, repo: str, event_type: str, payload: dict[str, Any]) -> None:
+    """POST /repos/{repo}/dispatches: starts the repository's ``repository_dispatch`` workflows on
+    the default branch (a GITHUB_TOKEN may send it: unlike other events, it starts runs)."""
+    from github import GithubException
+    from requests import RequestException
+
+    target = get_repo(gh, repo)
+    try:
+        # Repository.create_repository_dispatch answers only True or False; the status says whose fault
+        status, headers, _ = target._requester.requestJson(
+            "POST", f"{target.url}/dispatches", input={"event_type": event_type, "client_payload": payload})
+    except (GithubException, RequestException) as exc:
+        raise _service(exc, f"send repository_dispatch to {repo}") from exc
+    if status == 204:
+        return
+    limited = str((headers or {}).get("x-ratelimit-remaining", "")) == "0"
+    if status in (401, 403, 404) and not limited:
+        raise BadInput(f"the token cannot send repository_dispatch to {repo} (HTTP {status})",
+                       hint="the job needs permissions: contents: write")
+    raise ServiceError(f"GitHub API at {api_url()} failed to send repository_dispatch to {repo} (HTTP {status})")
+
+
 def request_approval_issue(gh: Any, repo: str, model: str, title: str, body: str, *,
                            author: str | None = None) -> dict[str, Any]:
     """An issue asking the team to review a staged version; an open one of ours gets a comment instead.

@@ -415,19 +415,25 @@ def is_archived(version: "ModelVersion") -> bool:
     return tags.ARCHIVED_AT in (version.tags or {})
 
 
-def list_versions(client: "MlflowClient", name: str, page_size: int = 1000) -> list["ModelVersion"]:
-    """Every version of a model, paged. Only for status and retention: promotions never page."""
+def list_versions(client: "MlflowClient", name: str, page_size: int = 1000,
+                  tag: tuple[str, str] | None = None) -> list["ModelVersion"]:
+    """Every version of a model (with ``tag``: those whose tag KEY has VALUE, a value without quotes),
+    paged. Only for status, retention and releases: promotions never page."""
     versions: list[ModelVersion] = []
     token = None
+    wanted = name_filter(name)
+    if tag is not None:
+        wanted += f" AND tags.`{tag[0]}` = '{tag[1]}'"
     with mlflow_errors():
         while True:
             page = client.search_model_versions(
-                filter_string=name_filter(name),
+                filter_string=wanted,
                 max_results=page_size,
                 order_by=["version_number DESC"],
                 page_token=token,
             )
-            versions.extend(v for v in page if v.name == name)  # a LIKE filter may match others
+            versions.extend(v for v in page if v.name == name  # a LIKE filter may match others
+                            and (tag is None or (v.tags or {}).get(tag[0]) == tag[1]))
             token = page.token
             if not token:
                 break

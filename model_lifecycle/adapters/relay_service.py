@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from model_lifecycle import tags
 from model_lifecycle.adapters import registry
 
 log = logging.getLogger("relay")
@@ -295,6 +296,14 @@ def _version(data: dict[str, Any], required: bool) -> str:
     return str(int(value))
 
 
+def pull_request_of(version_tags: Any) -> str | None:
+    """The pull request a version is a candidate of (``lifecycle.pull_request``), else None."""
+    if not isinstance(version_tags, dict):
+        return None
+    value = version_tags.get(tags.PULL_REQUEST)
+    return value if isinstance(value, str) and value else None
+
+
 def parse_event(envelope: Any) -> tuple[str, str, dict[str, Any], str | None] | None:
     """(model, event_type, client_payload, dedupe_key) for the events the relay forwards; None for
     other events; BadPayload for a body that is not an MLflow webhook envelope."""
@@ -313,6 +322,9 @@ def parse_event(envelope: Any) -> tuple[str, str, dict[str, Any], str | None] | 
     if kind == "model-registered":
         payload = {"name": name, "version": _version(data, required=True), "source": _text(data, "source"),
                    "run_id": _text(data, "run_id")}
+        candidate = pull_request_of(data.get("tags"))
+        if candidate:
+            payload["pull_request"] = candidate
         return name, kind, payload, f"registered:{name}:{payload['version']}"
     payload = {"name": name, "alias": _text(data, "alias", required=True), "version": _version(data, required=False),
                "action": action}
@@ -419,6 +431,7 @@ class Relay:
         # model -> (row, payload, future, deadline): head events whose MLflow look-up is under way
         self.lookups: dict[str, tuple[sqlite3.Row, dict[str, Any], Future, float]] = {}
         self.looked_up: set[int] = set()  # events whose payload already holds the look-up's answer
+        self.skipped: set[str] = set()  # candidates the reconciler has counted (each once)
 
     # --- intake -------------------------------------------------------------------------------
     def accept(self, headers: Any, body: bytes) -> tuple[int, str]:
@@ -439,6 +452,9 @@ class Relay:
         if parsed is None:
             return 202, "ignored_event"
         model, kind, payload, dedupe = parsed
+        if payload.get("pull_request"):  # a candidate under review: its pull request's merge releases it
+            self.metrics.inc("candidates_skipped_total")
+            return 202, "pull_request_candidate"
         delivery_id = headers.get("X-MLflow-Delivery-Id")
         outcome = self.store.add(delivery_id, dedupe or f"delivery:{delivery_id}", model, kind, payload, "webhook")
         if outcome == "replay":
@@ -710,6 +726,11 @@ class Relay:
             for version in reversed(recent):  # oldest first: order per model holds
                 key = f"registered:{name}:{version.version}"
                 if key in known:
+                    continue
+                if pull_request_of(version.tags):  # a candidate under review, as in accept()
+                    if key not in self.skipped:
+                        self.skipped.add(key)
+                        self.metrics.inc("candidates_skipped_total")
                     continue
                 payload = {"name": name, "version": str(version.version), "source": version.source,
                            "run_id": version.run_id}

@@ -33,6 +33,7 @@ class RegisterRequest:
     reason: str | None = None
     actor: str | None = None
     tracking_uri: str | None = None
+    pull_request: str | None = None  # the candidate of this pull request (default: the Actions run's, if any)
 
 
 @dataclass
@@ -48,7 +49,7 @@ def register(request: RegisterRequest) -> RegisterResult:
     """Register a logged model as a new version, tagged with its lineage, and audit it."""
     import mlflow
 
-    from model_lifecycle.core import audit
+    from model_lifecycle.core import audit, lineage
 
     name = request.model
     if not name.strip() or any(c in name for c in "/:"):
@@ -58,13 +59,22 @@ def register(request: RegisterRequest) -> RegisterResult:
     with registry.mlflow_errors(not_found=f"--model-uri {request.model_uri!r}: training run {run_id} not found"):
         run = client.get_run(run_id)
     version_tags = {**_lineage_tags(run, request.git_commit), **request.tags}
+    number, head = lineage.pull_request()
+    pull_request = request.pull_request or number
+    if pull_request is not None:
+        if not str(pull_request).isdigit() or int(pull_request) < 1:
+            raise BadInput(f"--pull-request {pull_request!r} is not a pull request number")
+        version_tags[tags.PULL_REQUEST] = str(int(pull_request))
+        if head and str(int(pull_request)) == number:
+            version_tags[tags.PULL_REQUEST_HEAD] = head
     version_tags[tags.REGISTERED_BY] = audit.actor(request.actor)
     with registry.mlflow_errors():
         version = mlflow.register_model(request.model_uri, name, tags=version_tags)
     model = registry.get_model(client, name)
     event = audit.new_event(
         "register", name, str(version.version), reason=request.reason, actor_name=request.actor,
-        details={"source": version.source, "training_run_id": run_id, "git_commit": version_tags.get(tags.GIT_COMMIT)},
+        details={"source": version.source, "training_run_id": run_id, "git_commit": version_tags.get(tags.GIT_COMMIT),
+                 **({"pull_request": version_tags[tags.PULL_REQUEST]} if tags.PULL_REQUEST in version_tags else {})},
     )
     audit.append(client, model, event)
     return RegisterResult(name, str(version.version), f"models:/{name}/{version.version}", version.source, version_tags)

@@ -55,6 +55,27 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def pull_request() -> tuple[str | None, str | None]:
+    """(number, head commit) of the pull request a GitHub Actions run builds (``pull_request`` and
+    ``pull_request_target`` events: ``GITHUB_REF`` is ``refs/pull/<n>/merge``, the event payload
+    names the head), else (None, None)."""
+    import json
+    import re
+
+    if settings.GITHUB_EVENT_NAME.get() not in ("pull_request", "pull_request_target"):
+        return None, None
+    found = re.fullmatch(r"refs/pull/(\d+)/(?:merge|head)", settings.GITHUB_REF.get() or "")
+    number, head = (found.group(1) if found else None), None
+    try:
+        with open(settings.GITHUB_EVENT_PATH.get() or "", encoding="utf-8") as handle:
+            event = (json.load(handle) or {}).get("pull_request") or {}
+        number = number or (str(event["number"]) if str(event.get("number", "")).isdigit() else None)
+        head = (event.get("head") or {}).get("sha") or None
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return number, head
+
+
 def dataset_facts(run: Any) -> dict[str, dict[str, str]]:
     """Datasets a training run logged: name -> {sha256, rows, context, mlflow_digest, source}.
 

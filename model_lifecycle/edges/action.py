@@ -28,7 +28,7 @@ REQUIRED = {
     "promote": ("model-name", "version"), "verify-rollout": ("model-name",),
     "rollback": ("model-name", "reason"), "archive": ("model-name",), "monitor": ("model-name", "window"),
     "notify": ("model-name", "event"),
-    "status": ("model-name",),
+    "status": ("model-name",), "release-candidate": ("model-name", "pr-number"),
 }
 COMMANDS = tuple(REQUIRED)
 _DIGITS = re.compile(r"[0-9]+")
@@ -89,7 +89,7 @@ class Inputs:
 
 def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
     """command -> the API call it makes (imported only when that command runs)."""
-    from model_lifecycle.api import gate, lifecycle, monitor, notify, retention, rollout, stage_check, status
+    from model_lifecycle.api import gate, lifecycle, monitor, notify, release, retention, rollout, stage_check, status
 
     return {
         "check": lambda: gate.check(gate.CheckRequest(
@@ -127,6 +127,9 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
             card_diff=value("card-diff") or None, pr=_pr_number(), request_approval=flag("request-approval"),
             repo=settings.GITHUB_REPOSITORY.get(), webhook_url=settings.WEBHOOK_URL.get())),
         "status": lambda: status.status(status.StatusRequest(i.model, audit=True)),
+        "release-candidate": lambda: release.release_candidate(release.ReleaseRequest(
+            i.model, str(_pr_number() or ""), repo=settings.GITHUB_REPOSITORY.get(), head_sha=_merged_head(),
+            dry_run=flag("dry-run"))),
     }
 
 
@@ -163,6 +166,13 @@ def _pr_number() -> int | None:
     return int(text)
 
 
+def _merged_head() -> str | None:
+    """The head commit of the pull request this run's event closed (its payload's pull_request.head.sha)."""
+    from model_lifecycle.core import lineage
+
+    return lineage.pull_request()[1]
+
+
 def _card(i: Inputs) -> Any:
     """Build the card from the repository's model-card.yml, diff it against the champion, check it."""
     from model_lifecycle.api import cards
@@ -185,6 +195,9 @@ def _outputs(command: str, i: Inputs, result: Any) -> dict[str, str]:
     if command == "card":
         outputs["card-status"] = "complete" if getattr(result, "complete", False) else "incomplete"
         outputs["card-diff"] = str(i.out / "card-diff.md")
+    if command == "release-candidate":
+        outputs["version"] = getattr(result, "version", None) or ""
+        outputs["model-uri"] = f"models:/{i.model}/{outputs['version']}" if outputs["version"] else ""
     if command == "monitor":
         outputs["version"] = getattr(result, "version", None) or i.version
         outputs["model-uri"] = f"models:/{i.model}/{outputs['version']}" if outputs["version"] else ""

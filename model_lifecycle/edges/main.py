@@ -35,6 +35,8 @@ STEPS: dict[str, Step] = {
                            "After a promotion: every serving endpoint reports the new @champion, or roll back."),
     "monitor": Step("commands.monitor", "monitor",
                     "Monitoring: a production window against the reference profile; roll back on a breach."),
+    "release-candidate": Step("commands.release_candidate", "release_candidate",
+                              "A merged pull request's candidate: send it to the registration workflow."),
     "status": Step("commands.status", "status", "Versions, aliases, lineage and the audit record."),
     "notify": Step("commands.notify", "notify", "Tell the team: job summary, PR comment, approval issue, webhook."),
     "setup-environments": Step("commands.setup_environments", "setup_environments",

@@ -26,6 +26,9 @@ def build_parser() -> cli.ArgumentParser:
         "--model-uri", required=True, help="The logged model: models:/m-<id> (MLflow 3) or runs:/<run_id>/<path>."
     )
     parser.add_argument("--git-commit", help="Commit that produced the model (default: the training run's, else $GITHUB_SHA or HEAD).")
+    parser.add_argument("--pull-request", metavar="N",
+                        help="Register the candidate of pull request N (default: the Actions run's pull request, "
+                             "if it builds one). The relay does not announce it; merging the pull request releases it.")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="Extra version tag; repeatable.")
     cli.add_actor_flags(parser)
     return parser
@@ -46,7 +49,7 @@ def call(args: Any) -> Any:
 
     return api.register(api.RegisterRequest(
         args.model, args.model_uri, git_commit=args.git_commit, tags=parse_tags(args.tag), reason=args.reason,
-        actor=args.actor, tracking_uri=args.tracking_uri,
+        actor=args.actor, tracking_uri=args.tracking_uri, pull_request=args.pull_request,
     ))
 
 

@@ -1,0 +1,84 @@
+"""Releasing a pull request's candidate when the pull request merges.
+
+A version registered by a pull request's run carries ``lifecycle.pull_request``: it is a candidate
+under review, which the pull-request workflow gates and reports on but never stages, and which the
+registration relay does not announce. When the pull request merges, ``release_candidate`` finds its
+newest candidate and sends the same ``model-registered`` repository_dispatch the relay sends for a
+registration, so the registration workflow takes the reviewed model through the gate, staging and the
+production approval, on the default branch (where the production environment's branch rules hold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model_lifecycle import settings, tags
+from model_lifecycle.adapters import registry
+from model_lifecycle.errors import BadInput, Refused
+from model_lifecycle.results import Result
+
+EVENT_TYPE = "model-registered"  # the relay's event type: the registration workflow listens for it
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    model: str
+    pull_request: str
+    repo: str | None = None  # OWNER/REPO (default $GITHUB_REPOSITORY)
+    head_sha: str | None = None  # the merged head: only a candidate built from it is released
+    dry_run: bool = False  # find the candidate, send nothing
+    tracking_uri: str | None = None
+
+
+@dataclass
+class ReleaseResult(Result):
+    model: str
+    pull_request: str
+    version: str
+    source: str | None
+    run_id: str | None
+    repo: str | None
+    dispatched: bool
+    message: str
+
+
+def release_candidate(request: ReleaseRequest) -> ReleaseResult:
+    number = str(request.pull_request).strip().lstrip("#")
+    if not number.isdigit() or int(number) < 1:
+        raise BadInput(f"--pull-request {request.pull_request!r} is not a pull request number")
+    number = str(int(number))
+    repo = request.repo or settings.GITHUB_REPOSITORY.get()
+    if not request.dry_run and not repo:
+        raise BadInput("no repository to dispatch to", hint="pass --repo OWNER/REPO (or run in GitHub Actions)")
+    client = registry.connect(request.tracking_uri)
+    registry.get_model(client, request.model)  # an unknown model is bad input, named
+    found = [v for v in registry.list_versions(client, request.model, tag=(tags.PULL_REQUEST, number))
+             if not (v.tags or {}).get(tags.ARCHIVED_AT)]
+    if not found:
+        raise Refused(
+            f"pull request #{number} has no candidate version of {request.model!r}: nothing to release",
+            hint=f"its training registers one through the toolkit under the pull_request event "
+                 f"({tags.PULL_REQUEST}={number}); or run the registration workflow for a version by hand",
+        )
+    newest = max(found, key=lambda v: int(v.version))
+    if request.head_sha:
+        built = [v for v in found if (v.tags or {}).get(tags.PULL_REQUEST_HEAD) == request.head_sha]
+        if not built:
+            raise Refused(
+                f"pull request #{number} merged at {request.head_sha[:12]}, but its newest candidate v{newest.version} "
+                f"was built from {(newest.tags or {}).get(tags.PULL_REQUEST_HEAD, 'an unrecorded commit')[:12]}: "
+                "the merged code's training did not register (cancelled or failed?); nothing was released",
+                hint="run the registration workflow for the version to release by hand, or train again on main")
+        newest = max(built, key=lambda v: int(v.version))
+    payload = {"name": request.model, "version": str(newest.version), "source": newest.source,
+               "run_id": newest.run_id, "pull_request": number}
+    if request.dry_run:
+        message = f"v{newest.version} is pull request #{number}'s candidate (dry run: nothing sent)"
+        return ReleaseResult(request.model, number, str(newest.version), newest.source, newest.run_id, repo, False,
+                             message)
+    from model_lifecycle.adapters import github
+
+    github.repository_dispatch(github.connect(), repo, EVENT_TYPE, payload)
+    message = (f"released v{newest.version}, pull request #{number}'s candidate: {EVENT_TYPE} sent to {repo}; "
+               "the registration workflow takes it through the gate, staging and the production approval")
+    return ReleaseResult(request.model, number, str(newest.version), newest.source, newest.run_id, repo, True, message)
