@@ -26,6 +26,10 @@ from model_lifecycle.edges import local_server  # noqa: E402
 
 # Tests must not wait minutes for a dead server, nor a crashed holder's lock.
 os.environ.setdefault("LIFECYCLE_LOCK_TTL_SECONDS", "20")
+# A suite run by a pull request's workflow must not register every test version as that pull
+# request's candidate (the relay would skip them all): tests that want an event set it themselves.
+for _name in ("GITHUB_EVENT_NAME", "GITHUB_REF", "GITHUB_EVENT_PATH"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")
