@@ -267,7 +267,7 @@ def test_two_callers_break_a_dead_holders_stale_claim_every_round(client, tracki
 
 
 # Each call of a promotion held back once, then the calls after the claim (fence, commit, alias
-# moves, tag, fence, audit event) again until ROUNDS: 13 + 7 = 20 rounds.
+# moves, tag, fence, audit event) again until ROUNDS: 12 + 8 = 20 rounds.
 CLAIM_INDEX = PROMOTION_CALLS.index("POST /api/2.0/mlflow/experiments/create")
 STALLS = (list(range(len(PROMOTION_CALLS))) + list(range(CLAIM_INDEX + 1, len(PROMOTION_CALLS) - 1)) * ROUNDS)[:ROUNDS]
 TTL = "1.5"

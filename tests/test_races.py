@@ -33,8 +33,7 @@ from delay_proxy import DelayProxy
 # The REST calls of one promotion (transition.py --to production, champion v1, challenger the candidate),
 # in order, as the proxy logs them. test_rest_calls_of_a_promotion keeps this list true.
 PROMOTION_CALLS = [
-    "GET /api/2.0/mlflow/model-versions/get",  # the command checks the version
-    "GET /api/2.0/mlflow/model-versions/get",  # lifecycle.promote reads it (archived? tags)
+    "GET /api/2.0/mlflow/model-versions/get",  # the version, read once (archived? tags), before the approval
     "GET /api/2.0/mlflow/registered-models/get",  # aliases and change_seq, one read
     "POST /api/2.0/mlflow/experiments/create",  # claim change #n (the intent in its tags)
     "GET /api/2.0/mlflow/experiments/get-by-name",  # fence: #n+1 not claimed, before the commit
@@ -219,7 +218,8 @@ def test_delayed_requests_after_a_crash_never_make_two_winners(client, tracking_
 
 @both_backends
 def test_rest_calls_of_a_promotion(client, tracking_uri, fresh):
-    """The calls the next test holds back, one at a time; 13 (12 before claims: no fences, no change_seq)."""
+    """The calls the next test holds back, one at a time; 12 (the command and the core share one read of
+    the version)."""
     name = fresh(2)
     client.set_registered_model_alias(name, "challenger", "2")
     with DelayProxy(tracking_uri) as proxy:
@@ -228,8 +228,9 @@ def test_rest_calls_of_a_promotion(client, tracking_uri, fresh):
     assert calls == PROMOTION_CALLS
 
 
-# The same promotion called in process (lifecycle.promote): without the command's own version read.
-CORE_CALLS = PROMOTION_CALLS[1:]
+# The same promotion called in process (lifecycle.promote): the core reads the version itself, so the
+# same calls.
+CORE_CALLS = PROMOTION_CALLS
 
 
 class ThreadPromoter:

@@ -186,8 +186,9 @@ def promote(request: PromoteRequest) -> Change:
         raise BadInput("--skip-card-check needs --reason: say why the card gate is bypassed")
     client = registry.connect(request.tracking_uri)
     # Bad input before the approval and card gates (which read more, and would say "not ready"):
-    # one read of the version. core.lifecycle.promote repeats this check under its own read.
-    if registry.is_archived(registry.get_version(client, request.model, version)):
+    # the one read of the version, handed to core.lifecycle.promote (which checks it again).
+    read = registry.get_version(client, request.model, version)
+    if registry.is_archived(read):
         raise BadInput(
             f"version {version} of {request.model!r} is archived",
             hint="stage it again first (transition --to staging --force --reason ...)",
@@ -202,7 +203,7 @@ def promote(request: PromoteRequest) -> Change:
         client, request.model, version, names, expect_champion=expect, force=request.force,
         reason=request.reason, actor=request.actor, approver=approver, approval=recorded, evidence=evidence,
         gate=lambda mv: _card_gate(client, request, version, evidence, approver, mv),
-        legacy_stages=request.legacy_stages,
+        legacy_stages=request.legacy_stages, read=read,
     )
 
 

@@ -335,6 +335,7 @@ def promote(
     details: dict[str, Any] | None = None,
     legacy_stages: bool = False,
     gate: Callable[[Any], dict[str, Any] | None] | None = None,
+    read: Any = None,
 ) -> Change:
     """Move the champion alias to ``version``, compare-and-set against ``expect_champion``.
 
@@ -346,10 +347,14 @@ def promote(
     for the no-op of promoting the champion again), before the change is claimed, with the version as
     read here (so it is not read again): it may refuse (raise Refused), add to ``evidence``, and return
     details to record (the card gate does all three).
+
+    ``read`` (optional) is the version as the caller already read it (the API reads it to report
+    bad input before the approval look-ups): it is not read again. Either read comes before the
+    change is claimed, so neither is fresher where it matters; the claim fences the alias moves.
     """
     names.validated()
     require_reason_for_force(force, reason)
-    mv = get_version(client, name, version)
+    mv = read if read is not None else get_version(client, name, version)
     if is_archived(mv):
         raise BadInput(
             f"version {version} of {name!r} is archived",
