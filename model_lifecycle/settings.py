@@ -134,7 +134,8 @@ GITHUB_ACTOR = _setting("GITHUB_ACTOR", None, "Who triggered the run: the audit 
 GITHUB_SHA = _setting("GITHUB_SHA", None, "The commit being built: lineage of a registered version.")
 GITHUB_EVENT_NAME = _setting("GITHUB_EVENT_NAME", None,
                              "The run's event: a version registered under `pull_request` is a candidate.")
-GITHUB_REF = _setting("GITHUB_REF", None, "The run's ref: `refs/pull/<n>/merge` names a candidate's pull request.")
+GITHUB_REF = _setting("GITHUB_REF", None,
+                      "The run's ref: `refs/pull/<n>/merge` names a candidate's pull request (else the event payload).")
 GITHUB_EVENT_PATH = _setting("GITHUB_EVENT_PATH", None,
                              "The run's event payload: a pull request's head commit, recorded with its candidate.")
 GITHUB_OUTPUT = _setting("GITHUB_OUTPUT", None, "Where the action writes its outputs.")

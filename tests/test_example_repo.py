@@ -383,7 +383,7 @@ def _chain(tmp_path: Path, tracking_uri: str, client, name: str, toolkit: Path, 
     # --- 2. merged: the release job sends the candidate to the registration workflow, which runs on main --
     git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--ff-only", "stronger-model")
-    closed = {"action": "closed", "number": PR,
+    closed = {"action": "closed", "number": PR, "repository": {"full_name": OWNER_REPO, "default_branch": "main"},
               "pull_request": {"number": PR, "merged": True, "head": {"ref": "stronger-model", "sha": head,
                                                                      "repo": {"full_name": OWNER_REPO}},
                                "base": {"ref": "main"}}}

@@ -265,6 +265,11 @@ def test_a_pull_requests_candidate_is_tagged_and_released_only_from_the_merged_h
     assert found[v3][tags.PULL_REQUEST] == "6" and tags.PULL_REQUEST not in found[v4]
     register_event = [e for e in audit_events(client, model_name) if e["version"] == v2][0]
     assert register_event["details"]["pull_request"] == "5"
+    # another pull request's training cannot pass its version off as pull request 5's candidate
+    for forged in ("lifecycle.pull_request=5", f"lifecycle.pull_request.head_sha={'b' * 40}"):
+        code, result = call(register, [*base, "--model-uri", source, "--tag", forged])
+        assert code == 2 and "the toolkit's own" in json.dumps(result), result
+    assert len(client.search_model_versions(f"name = '{model_name}'")) == 4
 
     code, result = call(release_candidate, [*base, "--pull-request", "5", "--head-sha", "a" * 40])
     assert code == 0 and result["version"] == v1 and result["dispatched"], result

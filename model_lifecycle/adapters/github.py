@@ -201,13 +201,15 @@ def repository_dispatch(gh: Any, repo: str, event_type: str, payload: dict[str, 
     target = get_repo(gh, repo)
     try:
         # Repository.create_repository_dispatch answers only True or False; the status says whose fault
-        status, headers, _ = target._requester.requestJson(
+        status, headers, body = target._requester.requestJson(
             "POST", f"{target.url}/dispatches", input={"event_type": event_type, "client_payload": payload})
     except (GithubException, RequestException) as exc:
         raise _service(exc, f"send repository_dispatch to {repo}") from exc
     if status == 204:
         return
-    limited = str((headers or {}).get("x-ratelimit-remaining", "")) == "0"
+    # a rate limit, primary (x-ratelimit-remaining 0) or secondary (its message, or Retry-After), is GitHub's
+    limited = str((headers or {}).get("x-ratelimit-remaining", "")) == "0" or "retry-after" in (headers or {}) \
+        or "rate limit" in str(body).lower()
     if status in (401, 403, 404) and not limited:
         raise BadInput(f"the token cannot send repository_dispatch to {repo} (HTTP {status})",
                        hint="the job needs permissions: contents: write")

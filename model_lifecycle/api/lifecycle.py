@@ -58,6 +58,10 @@ def register(request: RegisterRequest) -> RegisterResult:
     run_id = _training_run_id(client, request.model_uri)
     with registry.mlflow_errors(not_found=f"--model-uri {request.model_uri!r}: training run {run_id} not found"):
         run = client.get_run(run_id)
+    reserved = sorted(k for k in request.tags if k.startswith(tags.PREFIX))
+    if reserved:  # the toolkit's own tags are written by its steps only (a forged candidate tag, a fake verdict)
+        raise BadInput(f"--tag {reserved[0]!r}: keys under {tags.PREFIX!r} are the toolkit's own",
+                       hint="use another prefix for your tags; lineage, pull request and verdict tags are set by the steps")
     version_tags = {**_lineage_tags(run, request.git_commit), **request.tags}
     number, head = lineage.pull_request()
     pull_request = request.pull_request or number

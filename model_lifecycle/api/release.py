@@ -66,7 +66,7 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
         if not built:
             raise Refused(
                 f"pull request #{number} merged at {request.head_sha[:12]}, but its newest candidate v{newest.version} "
-                f"was built from {(newest.tags or {}).get(tags.PULL_REQUEST_HEAD, 'an unrecorded commit')[:12]}: "
+                f"was built from {_short_sha((newest.tags or {}).get(tags.PULL_REQUEST_HEAD))}: "
                 "the merged code's training did not register (cancelled or failed?); nothing was released",
                 hint="run the registration workflow for the version to release by hand, or train again on main")
         newest = max(built, key=lambda v: int(v.version))
@@ -82,3 +82,7 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
     message = (f"released v{newest.version}, pull request #{number}'s candidate: {EVENT_TYPE} sent to {repo}; "
                "the registration workflow takes it through the gate, staging and the production approval")
     return ReleaseResult(request.model, number, str(newest.version), newest.source, newest.run_id, repo, True, message)
+
+
+def _short_sha(sha: str | None) -> str:
+    return sha[:12] if sha else "an unrecorded commit"
