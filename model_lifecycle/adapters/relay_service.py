@@ -431,7 +431,7 @@ class Relay:
         # model -> (row, payload, future, deadline): head events whose MLflow look-up is under way
         self.lookups: dict[str, tuple[sqlite3.Row, dict[str, Any], Future, float]] = {}
         self.looked_up: set[int] = set()  # events whose payload already holds the look-up's answer
-        self.skipped: set[str] = set()  # candidates the reconciler has counted (each once)
+        self.skipped: set[str] = set()  # candidates counted (each once: a delivery or the reconciler)
 
     # --- intake -------------------------------------------------------------------------------
     def accept(self, headers: Any, body: bytes) -> tuple[int, str]:
@@ -453,7 +453,7 @@ class Relay:
             return 202, "ignored_event"
         model, kind, payload, dedupe = parsed
         if payload.get("pull_request"):  # a candidate under review: its pull request's merge releases it
-            self.metrics.inc("candidates_skipped_total")
+            self.skip_candidate(dedupe or "")
             return 202, "pull_request_candidate"
         delivery_id = headers.get("X-MLflow-Delivery-Id")
         outcome = self.store.add(delivery_id, dedupe or f"delivery:{delivery_id}", model, kind, payload, "webhook")
@@ -704,6 +704,14 @@ class Relay:
                 time.sleep(1)
 
     # --- reconciliation -----------------------------------------------------------------------
+    def skip_candidate(self, key: str) -> None:
+        """Count a pull request's candidate once, whether a delivery or the reconciler met it first."""
+        with self.metrics.lock:
+            first = key not in self.skipped
+            self.skipped.add(key)
+        if first:
+            self.metrics.inc("candidates_skipped_total")
+
     def reconcile_once(self) -> int:
         """Queue versions created since the relay first started that no delivery brought."""
         client = self.client()
@@ -728,9 +736,7 @@ class Relay:
                 if key in known:
                     continue
                 if pull_request_of(version.tags):  # a candidate under review, as in accept()
-                    if key not in self.skipped:
-                        self.skipped.add(key)
-                        self.metrics.inc("candidates_skipped_total")
+                    self.skip_candidate(key)
                     continue
                 payload = {"name": name, "version": str(version.version), "source": version.source,
                            "run_id": version.run_id}
