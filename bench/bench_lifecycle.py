@@ -469,21 +469,28 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # clean up on `kill` as on Ctrl-C
+def run_report(args: argparse.Namespace, run: Callable[[argparse.Namespace], dict[str, Any]],
+               render: Callable[[dict[str, Any], Any], None], check: Callable[[dict[str, Any]], list[str]],
+               cleaned_up: str) -> int:
+    """A benchmark's main: `kill` cleans up as Ctrl-C does; the tables (on stderr with --json), the
+    JSON, and a FAIL line per missed target (exit 1)."""
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         report = run(args)
     except KeyboardInterrupt:
-        log("interrupted; the server was stopped and the temp dir removed")
+        log(f"interrupted; {cleaned_up}")
         return 130
     render(report, sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
     failures = check(report)
     for failure in failures:
         log(f"FAIL: {failure}")
     return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_report(parse_args(argv), run, render, check, "the server was stopped and the temp dir removed")
 
 
 if __name__ == "__main__":

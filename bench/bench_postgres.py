@@ -34,7 +34,6 @@ import json
 import multiprocessing
 import os
 import runpy
-import signal
 import sys
 import tempfile
 import time
@@ -473,25 +472,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
-    try:
-        report = run(args)
-    except KeyboardInterrupt:
-        log("interrupted; the servers and the cluster were stopped and the temp dirs removed")
-        return 130
-    render(report, sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True, default=str))
-    failures = check(report)
-    for failure in failures:
-        log(f"FAIL: {failure}")
-    return 1 if failures else 0
+    return lifecycle_bench.run_report(parse_args(argv), run, render, check,
+                                      "the servers and the cluster were stopped and the temp dirs removed")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def make_data(rows: int, path: Path) -> None:
     writer.close()
 
 
-def register(uri: str, data: Path) -> str:
+def register(uri: str, data: Path, experiment: str = "bench-scale") -> str:
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
@@ -81,7 +81,7 @@ def register(uri: str, data: Path) -> str:
     frame = pq.ParquetFile(data).read_row_group(0, columns=[*FEATURES, "y"]).slice(0, 50_000).to_pandas()
     model = LogisticRegression(max_iter=1000).fit(frame[FEATURES], frame.y)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("bench-scale")
+    mlflow.set_experiment(experiment)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(model, name="model", signature=mlflow.models.infer_signature(
             frame[FEATURES].head(5), model.predict(frame[FEATURES].head(5))))

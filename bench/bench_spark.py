@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-FEATURES = [f"f{i:02d}" for i in range(20)]
+from bench_scale import FEATURES, make_data, register  # noqa: E402 - the same data and model as bench_scale
 
 EVALUATE = """
 import sys, time, json, contextlib, io
@@ -55,40 +55,6 @@ if sys.argv[5] == "spark":
 print(json.dumps({"seconds": time.perf_counter() - t, "session_s": session, "exit": code,
                   "out": out.getvalue()[-2000:], "peak_mb": peak_mb(), "jvm_peak_mb": jvm}))
 """
-
-
-def make_data(rows: int, path: Path) -> None:
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(0)
-    writer = None
-    for start in range(0, rows, 1_000_000):
-        n = min(1_000_000, rows - start)
-        X = rng.normal(size=(n, len(FEATURES)))
-        logits = X[:, 0] - 0.7 * X[:, 1] + 0.5 * X[:, 2] * X[:, 3] + 0.3 * rng.normal(size=n)
-        table = pa.table({**{f: X[:, i] for i, f in enumerate(FEATURES)}, "y": (logits > 0).astype("int64"),
-                          "region": rng.choice(["north", "south", "east", "west", "centre"], n),
-                          "segment": rng.choice(["a", "b", "c", "d"], n)})
-        writer = writer or pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    writer.close()
-
-
-def register(uri: str, data: Path) -> str:
-    import mlflow
-    import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-
-    frame = pd.read_parquet(data, columns=[*FEATURES, "y"]).head(50_000)
-    model = LogisticRegression(max_iter=1000).fit(frame[FEATURES], frame.y)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("bench-spark")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(model, name="model", signature=mlflow.models.infer_signature(
-            frame[FEATURES].head(5), model.predict(frame[FEATURES].head(5))))
-    return info.model_uri
 
 
 def measure(env: dict[str, str], *args: str) -> dict:
@@ -132,7 +98,7 @@ def main() -> None:
                           "slices: {columns: [region, segment], intersections: [[region, segment]]}\n"
                           "gates: [{metric: roc_auc, floor: 0.5}]\n")
         with local_server.start(root / "mlflow") as server:
-            model_uri = register(server.uri, data)
+            model_uri = register(server.uri, data, "bench-spark")
             best: dict[str, dict] = {}
             for engine in ("local", "spark") * args.repeats:  # alternating
                 output = root / f"{engine}.json"

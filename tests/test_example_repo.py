@@ -40,19 +40,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import pytest
+import test_workflows
 from conftest import REPO, aliases, audit_events
 from fake_github import FakeGitHub
+from test_workflows import ACT, CHECKOUT, SETUP_PYTHON, TOOLKIT
 
 from model_lifecycle import tags
 from model_lifecycle.edges.local_server import free_port
 
 EXAMPLE = REPO / "examples" / "model-repo"
 TEMPLATES = REPO / "workflows"
-ACT = Path(sys.executable).with_name("act")
-TOOLKIT = "ml-platform/model-promotion-toolkit@v1"
-SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"  # as pinned in action.yml
-CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"  # as pinned in the workflows
 OWNER_REPO = "biopsy-team/biopsy-model"
 ACTIONS_TOKEN = "ghs_actions_token_of_the_run"  # an installation token: writes as github-actions[bot]
 PR = 7
@@ -90,17 +87,7 @@ def test_a_copy_made_as_the_readme_says_holds_the_templates_content(tmp_path):
 # --- the chain ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def toolkit_copy(tmp_path_factory) -> Path:
-    """The files git would ship (tracked and new, not ignored): what a release of the toolkit holds."""
-    target = tmp_path_factory.mktemp("toolkit")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    return target
+toolkit_copy = test_workflows.toolkit_copy  # the fixture: the files a release of the toolkit holds
 
 
 def git(repo: Path, *args: str) -> str:

@@ -152,6 +152,20 @@ def compare(request: CompareRequest) -> CompareResult:
 ENGINES = ("local", "spark")
 
 
+def chosen_engine(requested: str | None, policy: Any, step: str) -> str:
+    """The request's engine (``--engine``), else the policy's: a known one, and for ``spark`` an
+    installed pyspark (an optional extra), or bad input naming the install command."""
+    import importlib.util
+
+    engine = requested or policy.engine
+    if engine not in ENGINES:
+        raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+    if engine == "spark" and importlib.util.find_spec("pyspark") is None:
+        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]'",
+                       hint=f"or {step} with --engine local")
+    return engine
+
+
 def evaluate_holdout(request: "CompareRequest | EvaluateRequest", policy: Any, uris: list[str]) -> Any:
     """The hold-out evaluated by the request's engine (``--engine``), else the policy's (``engine``):
     ``local`` reads it in pyarrow batches here; ``spark`` scores it with ``mlflow.pyfunc.spark_udf``
@@ -159,18 +173,11 @@ def evaluate_holdout(request: "CompareRequest | EvaluateRequest", policy: Any, u
     sample is taken only when the evaluation is recorded."""
     from model_lifecycle.core import evaluation
 
-    engine = request.engine or policy.engine
-    if engine not in ENGINES:
-        raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+    engine = chosen_engine(request.engine, policy, "evaluate")
     sample_size = evaluation.SAMPLE_ROWS if request.log else 0
     if engine == "local":
         return evaluation.evaluate_holdout(policy, uris, request.holdout, progress=request.progress,
                                            sample_size=sample_size)
-    import importlib.util
-
-    if importlib.util.find_spec("pyspark") is None:
-        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]'",
-                       hint="or evaluate with --engine local")
     from model_lifecycle.core.engines import spark
 
     path = request.holdout or spark.policy_source(request.policy, policy)

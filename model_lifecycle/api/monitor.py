@@ -85,7 +85,7 @@ class MonitorResult(Result):
 
 def monitor(request: MonitorRequest) -> MonitorResult:
     from model_lifecycle.core import policy as policies
-    from model_lifecycle.api.gate import ENGINES
+    from model_lifecycle.api.gate import chosen_engine
     from model_lifecycle.core.monitoring import assess, history, local, records
     from model_lifecycle.core.monitoring import window as windows
 
@@ -96,11 +96,7 @@ def monitor(request: MonitorRequest) -> MonitorResult:
     until = windows.parse_time(request.until, "--until")
     if since and until and until <= since:
         raise BadInput(f"--until ({request.until}) must be after --since ({request.since})")
-    engine = request.engine or policy.engine
-    if engine not in ENGINES:
-        raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
-    if engine == "spark":
-        spark_window = _spark_engine()
+    engine = chosen_engine(request.engine, policy, "monitor")
     labels = local.read_labels(request.labels) if request.labels and engine == "local" else request.labels
     client = registry.connect(request.tracking_uri)
     model = registry.get_model(client, request.model)
@@ -117,7 +113,9 @@ def monitor(request: MonitorRequest) -> MonitorResult:
                            "profiles existed)", hint="pass --reference HOLDOUT once to build it from the hold-out")
         profile = build_reference(client, policy, request.model, version, mv, request.reference)
         built = True
-    if engine == "spark":
+    if engine == "spark":  # imported only when chosen: pyspark is an optional extra
+        from model_lifecycle.core.engines import spark_window
+
         reader = spark_window.open_window(request.window, since=since, until=until, version=version)
     else:
         reader = local.LocalReader(windows.open_window(request.window, since=since, until=until, version=version))
@@ -176,18 +174,6 @@ def monitor(request: MonitorRequest) -> MonitorResult:
             result=result, title="Monitoring breach",
         )
     return result
-
-
-def _spark_engine() -> Any:
-    """The Spark engine's window reader, imported only when chosen (pyspark is an optional extra)."""
-    import importlib.util
-
-    if importlib.util.find_spec("pyspark") is None:
-        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]'",
-                       hint="or monitor with --engine local")
-    from model_lifecycle.core.engines import spark_window
-
-    return spark_window
 
 
 def build_reference(client: Any, policy: Any, name: str, version: str, mv: Any, holdout_path: str) -> dict[str, Any]:

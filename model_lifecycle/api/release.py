@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model_lifecycle import settings, tags
-from model_lifecycle.adapters import registry
+from model_lifecycle.adapters import registry, relay_service
 from model_lifecycle.errors import BadInput, Refused
 from model_lifecycle.results import Result
 
-EVENT_TYPE = "model-registered"  # the relay's event type: the registration workflow listens for it
+# the relay's event type for a registration: the registration workflow listens for it
+EVENT_TYPE = relay_service.EVENT_TYPES[("model_version", "created")]
 
 
 @dataclass(frozen=True)

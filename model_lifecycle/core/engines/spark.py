@@ -957,14 +957,14 @@ def _spark_down(exc: BaseException) -> bool:
             or "OutOfMemoryError" in text or "SparkContext was shut down" in text)
 
 
-def _spark_failure(exc: BaseException) -> Exception:
+def _spark_failure(exc: BaseException, doing: str = "evaluating the hold-out") -> Exception:
     from model_lifecycle.errors import ServiceError
 
     if "OutOfMemoryError" in str(exc)[:20_000]:
-        return ServiceError("Spark ran out of memory evaluating the hold-out (java.lang.OutOfMemoryError)",
+        return ServiceError(f"Spark ran out of memory {doing} (java.lang.OutOfMemoryError)",
                             hint="give Spark more memory: spark.driver.memory (a local session: PYSPARK_SUBMIT_ARGS="
                                  "'--driver-memory 4g pyspark-shell'), spark.executor.memory on a cluster")
-    return ServiceError(f"Spark failed evaluating the hold-out: {_first_line(exc)}",
+    return ServiceError(f"Spark failed {doing}: {_first_line(exc)}",
                         hint="see the Spark driver's log; LIFECYCLE_SPARK_MASTER names the cluster")
 
 

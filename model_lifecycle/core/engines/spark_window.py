@@ -32,6 +32,7 @@ import numpy as np
 
 from model_lifecycle.core.engines import spark as engine
 from model_lifecycle.core.engines.spark import _col
+from model_lifecycle.core.evaluation import slice_key
 from model_lifecycle.core.monitoring import drift, local
 from model_lifecycle.core.monitoring import window as windows
 from model_lifecycle.errors import BadInput, ToolkitError
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from model_lifecycle.core.policy import Policy
 
 _P = engine._P
+JUDGING = "judging the window"
 
 
 def open_window(source: str, *, since: datetime | None, until: datetime | None, version: str | None,
@@ -146,8 +148,8 @@ class SparkReader:
         _ship_by_value(cloudpickle)
         parts = self._run(lambda: self.frame.select(*[_col(n).alias(f"c{i}") for i, n in enumerate(names)])
                           .mapInPandas(_partition_counter(names, plan), "i int, payload string").collect())
-        out: dict[str, Any] = {name: drift.NumericCounts() if plan[name][0] == "numeric" else drift.CategoryCounts()
-                               for name in names}
+        out: dict[str, Any] = {name: drift.numeric_counts({}, [], np.asarray(plan[name][1], dtype=float))
+                               if plan[name][0] == "numeric" else drift.category_counts([]) for name in names}
         for row in parts:
             name, payload = names[row["i"]], json.loads(row["payload"])
             if plan[name][0] == "numeric":
@@ -158,11 +160,6 @@ class SparkReader:
             else:
                 out[name] = out[name] + drift.CategoryCounts(
                     payload["rows"], payload["missing"], {_key(v): c for v, c in payload["values"]})
-        for name in names:  # a partition-free window still has its (empty) split counts
-            counts = out[name]
-            if isinstance(counts, drift.NumericCounts) and counts.below is None:
-                width = len(plan[name][1])
-                counts.below, counts.upto = np.zeros(width, np.int64), np.zeros(width, np.int64)
         if progress is not None:
             progress(total, total, "window rows counted")
         return out
@@ -286,8 +283,6 @@ class SparkReader:
         by_slice = {}
         for index, combo in enumerate(combos[1:], start=1):
             for values_, row in grouped.get(index, []):
-                from model_lifecycle.core.evaluation import slice_key
-
                 by_slice[slice_key(dict(zip(combo.columns, values_)))] = (int(row["n"]), int(row["agree"] or 0))
         return {"rows": int(overall["n"]), "agree": int(overall["agree"] or 0), "by_slice": by_slice}
 
@@ -305,7 +300,7 @@ class SparkReader:
             raise
         except Exception as exc:  # noqa: BLE001 - py4j and the JVM raise many kinds
             if engine._spark_down(exc):
-                raise _down(exc) from exc
+                raise engine._spark_failure(exc, JUDGING) from exc
             if engine._python_failure(exc):
                 raise ServiceError(f"Spark's Python workers failed judging the window: {engine._python_error(exc)}",
                                    hint="the workers need numpy and pandas (and pyarrow)") from exc
@@ -328,18 +323,8 @@ def _guarded(action: Any) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001
         if engine._spark_down(exc):
-            raise _down(exc) from exc
+            raise engine._spark_failure(exc, JUDGING) from exc
         raise
-
-
-def _down(exc: BaseException) -> Exception:
-    from model_lifecycle.errors import ServiceError
-
-    if "OutOfMemoryError" in str(exc)[:20_000]:
-        return ServiceError("Spark ran out of memory judging the window (java.lang.OutOfMemoryError)",
-                            hint="give Spark more memory: spark.driver.memory, spark.executor.memory on a cluster")
-    return ServiceError(f"Spark failed judging the window: {engine._first_line(exc)}",
-                        hint="see the Spark driver's log; LIFECYCLE_SPARK_MASTER names the cluster")
 
 
 def _key(value: Any) -> Any:

@@ -167,7 +167,16 @@ class CategoryCounts:
         return self.rows - self.missing
 
     def by_text(self) -> Any:
-        return merge_categories([self.values or {}])
+        """The counts as one pandas Series indexed by the values' text, largest first."""
+        import pandas as pd
+
+        from model_lifecycle.core.monitoring.profile import as_text
+
+        if not self.values:
+            return pd.Series([], dtype="int64")
+        texts = as_text(pd.Series(list(self.values)))
+        return pd.Series(list(self.values.values()), index=texts.to_numpy()).groupby(level=0, sort=False).sum() \
+            .sort_values(ascending=False, kind="stable")
 
 
 def category_counts(values: Any) -> CategoryCounts:
@@ -183,23 +192,6 @@ def category_counts(values: Any) -> CategoryCounts:
     return CategoryCounts(int(len(series)), int(missing.sum()), {k: int(v) for k, v in counts.items()})
 
 
-def merge_categories(parts: list[dict[Any, int]]) -> Any:
-    """Counts of several parts as one pandas Series indexed by the values' text."""
-    import pandas as pd
-
-    from model_lifecycle.core.monitoring.profile import as_text
-
-    merged: dict[Any, int] = {}
-    for part in parts:
-        for key, count in part.items():
-            merged[key] = merged.get(key, 0) + count
-    if not merged:
-        return pd.Series([], dtype="int64")
-    texts = as_text(pd.Series(list(merged)))
-    return pd.Series(list(merged.values()), index=texts.to_numpy()).groupby(level=0, sort=False).sum() \
-        .sort_values(ascending=False, kind="stable")
-
-
 def categorical_shares(
     summary: dict[str, Any], present: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
@@ -211,7 +203,7 @@ def categorical_shares(
 def category_shares(
     summary: dict[str, Any], counts: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """``categorical_shares`` from the window's counts by text (``merge_categories``)."""
+    """``categorical_shares`` from the window's counts by text (``CategoryCounts.by_text``)."""
     known = list(summary["frequencies"])
     reference = np.array([summary["frequencies"][k] for k in known] + [summary.get("other", 0.0)])
     window = np.array([int(counts.get(k, 0)) for k in known] + [int(counts.drop(known, errors="ignore").sum())])

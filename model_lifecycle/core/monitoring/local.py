@@ -51,21 +51,18 @@ class LocalReader:
         over batches of ``BATCH_ROWS`` rows (memory holds one batch of the columns, whatever the window's size)."""
         names = list(summaries)
         cuts = {n: drift.splits(s) for n, s in summaries.items() if s["kind"] == "numeric"}
-        totals: dict[str, Any] = {}
+
+        def count(name: str, values: Any) -> Any:
+            return drift.numeric_counts({}, values, cuts[name]) if name in cuts else drift.category_counts(values)
+
+        totals = {name: count(name, []) for name in names}
         done, total = 0, self.count()
         for batch in self.window.batches(names, BATCH_ROWS):
             for name in names:
-                values = windows.as_numpy(batch.column(name))
-                part = drift.numeric_counts(summaries[name], values, cuts[name]) if name in cuts else \
-                    drift.category_counts(values)
-                totals[name] = part if name not in totals else totals[name] + part
+                totals[name] = totals[name] + count(name, windows.as_numpy(batch.column(name)))
             done += batch.num_rows
             if progress is not None:
                 progress(done, total, "window rows judged")
-        for name in names:  # a window whose every row was filtered out still has (empty) counts
-            if name not in totals:
-                totals[name] = drift.numeric_counts(summaries[name], np.asarray([], dtype=float), cuts[name]) \
-                    if name in cuts else drift.category_counts([])
         return totals
 
     def labelled(self, labels: Any, target: str, delay_hours: float, now: datetime | None, policy: "Policy",
