@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from model_lifecycle.edges import local_server  # noqa: E402
 from model_lifecycle.edges.local_server import LocalServer, free_port, mlflow_executable  # noqa: E402
 
 PG_USER = "postgres"  # the cluster's superuser, and the OS user that runs it when we are root
@@ -282,23 +282,7 @@ def start_mlflow(cluster: Cluster, artifacts: Path, *, database: str = "mlflow",
     server = LocalServer(root=artifacts, port=port, process=process, log_path=log_path, extra_env=env or {})
     server.backend_store_uri = backend  # type: ignore[attr-defined]
     server.database = database  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise PostgresFailed(f"mlflow server on PostgreSQL exited at start (code {process.returncode}): "
-                                     f"{log_path.read_text(errors='replace')[-1500:]}")
-            try:
-                with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return server
-            except OSError:
-                time.sleep(0.25)
-        raise PostgresFailed(f"mlflow server on PostgreSQL did not answer /health within {timeout:.0f}s; "
-                             f"see {log_path}")
-    except BaseException:
-        server.stop()
-        raise
+    return local_server.wait_healthy(server, timeout, "mlflow server on PostgreSQL", PostgresFailed, log_tail=True)
 
 
 # --- a registry at scale: rows cloned from rows MLflow itself wrote -------------------------------------

@@ -101,18 +101,27 @@ def start(root: Path, port: int | None = None, env: dict[str, str] | None = None
     )
     log.close()
     server = LocalServer(root=root, port=port, process=process, log_path=log_path, extra_env=env or {})
+    return wait_healthy(server, timeout)
+
+
+def wait_healthy(server: LocalServer, timeout: float, what: str = "mlflow server",
+                 error: type[Exception] = ServiceError, log_tail: bool = False) -> LocalServer:
+    """The started server once it answers /health; ``error`` if it exits (naming its log, or quoting
+    its tail) or stays silent for ``timeout`` s, and the server stopped on any failure."""
+    process, log_path = server.process, server.log_path
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ServiceError(f"mlflow server exited at start (code {process.returncode}); see {log_path}")
+                detail = f": {log_path.read_text(errors='replace')[-1500:]}" if log_tail else f"; see {log_path}"
+                raise error(f"{what} exited at start (code {process.returncode}){detail}")
             try:
                 with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as response:
                     if response.status == 200:
                         return server
             except OSError:
                 time.sleep(0.25)
-        raise ServiceError(f"mlflow server did not answer /health within {timeout:.0f}s; see {log_path}")
+        raise error(f"{what} did not answer /health within {timeout:.0f}s; see {log_path}")
     except BaseException:  # including Ctrl-C while waiting: never leave a server behind
         server.stop()
         raise
