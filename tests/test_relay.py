@@ -134,11 +134,14 @@ class RelayProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM, and the exit code: 0 for a clean stop (the relay's own watchdog exits 1, with
+        every thread's stack in the log, when stopping takes longer than its STOP_SECONDS)."""
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
+            self.process.wait(20)
         self.log.close()
+        return self.process.returncode
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
@@ -296,7 +299,7 @@ def test_relay_killed_mid_burst_loses_nothing(relay_process, github_stand_in):
 @both_backends
 def test_reconciler_sends_what_mlflow_dropped(webhook_server, relay_process, github_stand_in, model_name):
     first = relay_process()
-    first.stop()  # the relay has started once (its watermark), then is down
+    assert first.stop() == 0  # the relay has started once (its watermark), then is down
     for _ in range(2):
         code, _ = call(register, ["--tracking-uri", webhook_server.uri, "--model", model_name,
                                   "--model-uri", webhook_server.model_uri])
@@ -523,8 +526,13 @@ def test_a_hung_mlflow_look_up_holds_only_its_own_model(relay_process, github_st
         wait_for(lambda: process.metric("retried_total") >= 1, timeout=10)  # the look-up's deadline
         assert "look-up timed out after 2 s" in process.output()
         assert dispatched(github_stand_in, "slow-model") == []
+        # stopped while its look-up still hangs on MLflow: the relay exits at once, cleanly
+        started = time.monotonic()
+        assert process.stop() == 0, process.log_path.read_text()
+        assert time.monotonic() - started < 3
         stub.hung.clear()
         stub.release.set()
+        process = relay_process(tracking_uri=stub.uri, extra=("--lookup-timeout", "2"))  # same queue
         wait_for(lambda: dispatched(github_stand_in, "slow-model") == ["1"], timeout=20)
         sent = [d["client_payload"] for d in github_stand_in.dispatches if d["client_payload"]["name"] == "slow-model"]
         assert sent[0]["run_id"] == "run-of-slow-model"
@@ -544,7 +552,7 @@ def test_names_with_quotes_and_backslashes_are_found_by_filters_and_the_reconcil
     decoy = f"bothx\"x-{tag}"  # what the LIKE pattern of the last name also matches
     client = MlflowClient(tracking_uri=webhook_server.uri, registry_uri=webhook_server.uri)
     first = relay_process()
-    first.stop()  # the relay has started once (its watermark), then is down
+    assert first.stop() == 0  # the relay has started once (its watermark), then is down
     model_id = registry.model_id_of(webhook_server.model_uri)
     for name in [*names, decoy]:
         client.create_registered_model(name)

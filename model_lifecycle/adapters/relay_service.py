@@ -29,13 +29,14 @@ import hmac
 import json
 import logging
 import os
+import queue
 import random
 import re
 import socket
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -416,6 +417,47 @@ class _Server(ThreadingHTTPServer):
         log.exception("request from %s failed", client_address[0] if client_address else "?")
 
 
+class _LookupPool:
+    """MLflow look-ups on daemon threads. A ThreadPoolExecutor's threads are joined when the
+    interpreter exits, so one look-up hung on MLflow (whose client retries for minutes) would keep
+    a stopped relay from exiting; an abandoned look-up loses nothing, its event stays queued."""
+
+    def __init__(self, threads: int) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(threads):
+            threading.Thread(target=self._work, name=f"relay-lookup-{number}", daemon=True).start()
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self.jobs.put((future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                self.jobs.put(None)  # for the next thread
+                return
+            future, function, args = job
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while queued (its deadline passed)
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the dispatcher
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Cancel queued look-ups and let idle threads end; running ones are abandoned."""
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        self.jobs.put(None)  # each thread that takes it ends and passes it on
+
+
 # --- the relay --------------------------------------------------------------------------------------
 class Relay:
     """HTTP intake, forwarding dispatcher (with MLflow look-ups beside it) and reconciler around one Store."""
@@ -427,7 +469,7 @@ class Relay:
         self.server = _Server((host, port), self._handler(), self)
         self._client = None
         self._client_lock = threading.Lock()
-        self.lookup_pool = ThreadPoolExecutor(max(1, settings.lookup_threads), thread_name_prefix="relay-lookup")
+        self.lookup_pool = _LookupPool(max(1, settings.lookup_threads))
         # model -> (row, payload, future, deadline): head events whose MLflow look-up is under way
         self.lookups: dict[str, tuple[sqlite3.Row, dict[str, Any], Future, float]] = {}
         self.looked_up: set[int] = set()  # events whose payload already holds the look-up's answer
@@ -775,7 +817,7 @@ class Relay:
         self.wake.set()
         self.server.shutdown()
         self.server.server_close()
-        self.lookup_pool.shutdown(wait=False, cancel_futures=True)
+        self.lookup_pool.shutdown()
 
 
 def _rate_limited(status: int, headers: Any) -> bool:

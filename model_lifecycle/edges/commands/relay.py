@@ -11,14 +11,17 @@ and the GitHub token ($GITHUB_TOKEN, needs contents: write on the target reposit
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
 import sys
-import threading
+import time
 from typing import Any
 
 from model_lifecycle.edges import common as cli
+
+STOP_SECONDS = 8  # after SIGTERM, before the relay gives up on a clean exit
 
 EXAMPLES = """\
   RELAY_WEBHOOK_SECRET=... GITHUB_TOKEN=... python scripts/relay.py serve --github-repo acme/churn \\
@@ -87,10 +90,18 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def _serve(args: Any) -> dict[str, Any]:
-    """Run the relay until SIGTERM or SIGINT."""
+    """Run the relay until SIGTERM or SIGINT.
+
+    The signal handler only records the signal: setting a threading.Event from a handler can
+    deadlock (the handler may interrupt the main thread inside that Event's own lock). Stopping is
+    bounded: if the relay has not exited ``STOP_SECONDS`` after the signal, every thread's stack
+    is written to the log and the process exits (1); queued events are safe in the store."""
     from model_lifecycle.api.relay import RelayRequest, start_relay
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s relay %(levelname)s %(message)s")
+    signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: signals.append(signum))
     relay = start_relay(RelayRequest(
         args.github_repo, os.environ.get(args.secret_env, ""), os.environ.get(args.token_env, ""), db=args.db,
         host=args.host, port=args.port, tolerance_seconds=args.tolerance, max_body_bytes=args.max_body,
@@ -99,11 +110,10 @@ def _serve(args: Any) -> dict[str, Any]:
         max_attempts=args.max_attempts, lookup_timeout_seconds=args.lookup_timeout,
         request_timeout_seconds=args.request_timeout, max_connections=args.max_connections,
     ))
-    stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
     print(f"relay listening on http://{args.host}:{relay.server.server_address[1]}/webhook", file=sys.stderr, flush=True)
-    stopped.wait()
+    while not signals:
+        time.sleep(0.2)
+    faulthandler.dump_traceback_later(STOP_SECONDS, exit=True)
     relay.stop()
     return {"command": "serve"}
 
