@@ -28,6 +28,8 @@ REGISTERED_BY = "lifecycle.registered_by"
 # does not announce it; the pull request's merge releases it (release_candidate.py).
 PULL_REQUEST = "lifecycle.pull_request"
 PULL_REQUEST_HEAD = "lifecycle.pull_request.head_sha"  # the pull request's head commit the candidate was built from
+# When the candidate was released (sent to the registration workflow): a re-run of the release sends nothing
+PULL_REQUEST_RELEASED_AT = "lifecycle.pull_request.released_at"
 DATASET_PREFIX = "lifecycle.dataset."
 
 

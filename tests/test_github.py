@@ -278,6 +278,19 @@ def test_a_pull_requests_candidate_is_tagged_and_released_only_from_the_merged_h
     assert [(d["repo"], d["event_type"], d["client_payload"]["version"], d["client_payload"]["pull_request"])
             for d in github.dispatches] == [(REPO, "model-registered", v1, "5"), (REPO, "model-registered", v2, "5")]
     assert github.dispatches[0]["client_payload"]["source"] == source
+    released = client.get_model_version(model_name, v2).tags[tags.PULL_REQUEST_RELEASED_AT]
+    release_event = [e for e in audit_events(client, model_name) if e["action"] == "release" and e["version"] == v2]
+    assert len(release_event) == 1 and release_event[0]["time"] == released, release_event
+    assert release_event[0]["details"]["pull_request"] == "5" and release_event[0]["details"]["repo"] == REPO
+    # the release job re-run: v2 was sent already, nothing is sent again unless asked
+    code, result = call(release_candidate, [*base, "--pull-request", "5"])
+    assert code == 0 and not result["dispatched"] and f"already released at {released}" in result["message"], result
+    assert len(github.dispatches) == 2
+    code, result = call(release_candidate, [*base, "--pull-request", "5", "--again", "--reason", "lost run"])
+    assert code == 0 and result["dispatched"] and len(github.dispatches) == 3, result
+    again = [e for e in audit_events(client, model_name) if e["action"] == "release" and e["version"] == v2][-1]
+    assert again["details"]["again"] is True and again["reason"] == "lost run"
+    github.dispatches.pop()
 
     for args, expected, message in (
             (["--pull-request", "5", "--head-sha", "d" * 40], 1, "the merged code's training did not register"),

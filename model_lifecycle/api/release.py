@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from model_lifecycle import settings, tags
 from model_lifecycle.adapters import registry, relay_service
+from model_lifecycle.core import audit
 from model_lifecycle.errors import BadInput, Refused
 from model_lifecycle.results import Result
 
@@ -28,6 +29,8 @@ class ReleaseRequest:
     repo: str | None = None  # OWNER/REPO (default $GITHUB_REPOSITORY)
     head_sha: str | None = None  # the merged head: only a candidate built from it is released
     dry_run: bool = False  # find the candidate, send nothing
+    again: bool = False  # send a candidate that was already released once more
+    reason: str | None = None  # for the audit record
     tracking_uri: str | None = None
 
 
@@ -71,18 +74,31 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
                 "the merged code's training did not register (cancelled or failed?); nothing was released",
                 hint="run the registration workflow for the version to release by hand, or train again on main")
         newest = max(built, key=lambda v: int(v.version))
-    payload = {"name": request.model, "version": str(newest.version), "source": newest.source,
+    version = str(newest.version)
+    released_at = (newest.tags or {}).get(tags.PULL_REQUEST_RELEASED_AT)
+    if released_at and not request.again:  # a re-run of the release job: one registration run is enough
+        message = (f"v{version}, pull request #{number}'s candidate, was already released at {released_at}: "
+                   "nothing sent (--again sends it once more)")
+        return ReleaseResult(request.model, number, version, newest.source, newest.run_id, repo, False, message)
+    payload = {"name": request.model, "version": version, "source": newest.source,
                "run_id": newest.run_id, "pull_request": number}
     if request.dry_run:
-        message = f"v{newest.version} is pull request #{number}'s candidate (dry run: nothing sent)"
-        return ReleaseResult(request.model, number, str(newest.version), newest.source, newest.run_id, repo, False,
-                             message)
+        message = f"v{version} is pull request #{number}'s candidate (dry run: nothing sent)"
+        return ReleaseResult(request.model, number, version, newest.source, newest.run_id, repo, False, message)
     from model_lifecycle.adapters import github
 
     github.repository_dispatch(github.connect(), repo, EVENT_TYPE, payload)
-    message = (f"released v{newest.version}, pull request #{number}'s candidate: {EVENT_TYPE} sent to {repo}; "
+    # recorded after the dispatch: a failed dispatch is retried by a re-run, and a record that fails
+    # to write (exit 3 after the dispatch) at worst lets a re-run send the same version again
+    event = audit.new_event("release", request.model, version, reason=request.reason, details={
+        "pull_request": number, "head_sha": (newest.tags or {}).get(tags.PULL_REQUEST_HEAD), "repo": repo,
+        "event_type": EVENT_TYPE, **({"again": True} if released_at else {})})
+    with registry.mlflow_errors():
+        client.set_model_version_tag(request.model, version, tags.PULL_REQUEST_RELEASED_AT, event["time"])
+        audit.append(client, registry.get_model(client, request.model), event)
+    message = (f"released v{version}, pull request #{number}'s candidate: {EVENT_TYPE} sent to {repo}; "
                "the registration workflow takes it through the gate, staging and the production approval")
-    return ReleaseResult(request.model, number, str(newest.version), newest.source, newest.run_id, repo, True, message)
+    return ReleaseResult(request.model, number, version, newest.source, newest.run_id, repo, True, message)
 
 
 def _short_sha(sha: str | None) -> str:

@@ -3,8 +3,9 @@
 A version registered by a pull request's run is tagged lifecycle.pull_request=N: a candidate under
 review, gated and reported on the pull request, never staged, not announced by the relay. When the
 pull request merges, this sends the same model-registered repository_dispatch the relay sends, for
-the newest non-archived candidate of pull request N. Exit 0 sent, 1 no candidate, 2 bad input,
-3 GitHub or MLflow failed.
+the newest non-archived candidate of pull request N, and records the release (a version tag and an
+audit event), so a re-run of the release sends nothing. Exit 0 sent (or already sent), 1 no
+candidate, 2 bad input, 3 GitHub or MLflow failed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def build_parser() -> cli.ArgumentParser:
                         help="The merged head commit: release only a candidate built from it "
                              "(tagged lifecycle.pull_request.head_sha at registration).")
     parser.add_argument("--dry-run", action="store_true", help="Name the candidate; send nothing.")
+    parser.add_argument("--again", action="store_true",
+                        help="Send a candidate that was already released once more (a second registration run).")
+    parser.add_argument("--reason", help="Why, for the audit record.")
     return parser
 
 
@@ -35,7 +39,7 @@ def call(args: Any) -> Any:
     from model_lifecycle.api.release import ReleaseRequest, release_candidate
 
     return release_candidate(ReleaseRequest(args.model, args.pull_request, repo=args.repo, head_sha=args.head_sha,
-                                            dry_run=args.dry_run,
+                                            dry_run=args.dry_run, again=args.again, reason=args.reason,
                                             tracking_uri=args.tracking_uri))
 
 
