@@ -560,3 +560,58 @@ print(out.to_json(orient="records"))
     rows = {r["i"]: json.loads(r["payload"]) for r in json.loads(done.stdout)}
     assert rows[0]["rows"] == 4 and rows[0]["missing"] == 1 and rows[0]["below"] == [0, 1, 2]
     assert rows[1]["missing"] == 1 and sorted(rows[1]["values"]) == [["x", 2], ["y", 1]]
+
+
+def test_a_high_cardinality_category_is_counted_exactly_in_bounded_memory_on_both_engines(spark, tmp_path,
+                                                                                           monkeypatch):
+    """An id-like categorical input (tens of thousands of distinct values) keeps at most
+    CATEGORY_CAP of the values the reference never had in each part and on the driver, yet every
+    share the statistics use is what counting every value gives: the reference's categories, the
+    rows of unseen values, and the text decision (a whole float 1.0 is "1" only when no value of
+    the column is fractional, even when every fractional one was folded away)."""
+    from model_lifecycle.core.engines import spark_window
+    from model_lifecycle.core.monitoring import drift, local, profile
+    from model_lifecycle.core.monitoring import window as windows
+
+    cap = drift.CATEGORY_CAP
+    rng = np.random.default_rng(5)
+    # two files (two batches, two Spark partitions); each part holds 13,000 distinct ids (folded in
+    # the part) and fewer than CATEGORY_CAP distinct codes, whose fractional ones are the rarest
+    # values on the driver: all of them are folded there, after the parts are added
+    half = (cap + 50) // 2
+    (tmp_path / "window").mkdir()
+    for part in range(2):
+        user = ["a", "b", "c"] * 500 + [f"vip{i}" for i in range(5)] * 100 + [f"id{part}-{i}" for i in range(13_000)]
+        code = ([1.0] * 50 + [2.0] * 50 + [1000.0 + i for i in range(part * half, (part + 1) * half)] * 2
+                + [i + 0.5 for i in range(part * 10_000, part * 10_000 + 15_000 - 100 - 2 * half)])
+        assert len(user) == len(code) == 15_000
+        pd.DataFrame({"request_id": [f"r{part}-{i}" for i in range(15_000)], "user": user, "code": code,
+                      "prediction": 0}).to_parquet(tmp_path / "window" / f"part-{part}.parquet", index=False)
+    summaries = {"user": profile.categorical_summary(rng.choice(["a", "b", "c"], 3000)),
+                 "code": profile.categorical_summary([1.0] * 50 + [2.0] * 50)}
+    assert list(summaries["code"]["frequencies"]) == ["1", "2"]
+
+    def opened(engine: str) -> Any:
+        source = str(tmp_path / "window")
+        if engine == "spark":
+            return spark_window.open_window(source, since=None, until=None, version=None, spark=spark)
+        return local.LocalReader(windows.open_window(source, since=None, until=None, version=None))
+
+    def shares(counts: Any, name: str) -> tuple[list[int], int, list[str]]:
+        _, window_counts, _, unseen, unseen_rows = drift.category_shares(summaries[name], counts.by_text(),
+                                                                         counts.folded)
+        return window_counts.tolist(), unseen_rows, sorted(unseen, key=lambda k: (-unseen[k], k))[:5]
+
+    found = {engine: opened(engine).column_counts(summaries) for engine in ("local", "spark")}
+    monkeypatch.setattr(drift, "CATEGORY_CAP", 10**9)
+    exact = opened("local").column_counts(summaries)  # every value kept
+    assert exact["user"].folded == exact["code"].folded == 0
+    for engine, counts in found.items():
+        for name, known in (("user", 3), ("code", 2)):
+            assert counts[name].folded > 0 and len(counts[name].values) <= cap + known, (engine, name)
+            assert counts[name].rows == 30_000 and counts[name].missing == 0
+            assert shares(counts[name], name)[:2] == shares(exact[name], name)[:2], (engine, name)
+        assert shares(counts["user"], "user")[2] == [f"vip{i}" for i in range(5)]
+    # 1.0 and 2.0 read as "1.0" and "2.0" (fractional values exist): every row of the column is unseen
+    assert shares(found["local"]["code"], "code")[:2] == ([0, 0, 30_000], 30_000)
+    assert shares(found["local"]["user"], "user")[:2] == ([1000, 1000, 1000, 27_000], 27_000)

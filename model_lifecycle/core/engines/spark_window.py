@@ -140,8 +140,8 @@ class SparkReader:
         names = list(summaries)
         if not names:
             return {}
-        plan = {name: (summary["kind"], drift.splits(summary).tolist() if summary["kind"] == "numeric" else None)
-                for name, summary in summaries.items()}
+        plan = {name: (summary["kind"], drift.splits(summary).tolist() if summary["kind"] == "numeric"
+                       else list(summary["frequencies"])) for name, summary in summaries.items()}
         total = self.count()
         if progress is not None:
             progress(0, total, "window rows counted")
@@ -149,7 +149,8 @@ class SparkReader:
         parts = self._run(lambda: self.frame.select(*[_col(n).alias(f"c{i}") for i, n in enumerate(names)])
                           .mapInPandas(_partition_counter(names, plan), "i int, payload string").collect())
         out: dict[str, Any] = {name: drift.numeric_counts({}, [], np.asarray(plan[name][1], dtype=float))
-                               if plan[name][0] == "numeric" else drift.category_counts([]) for name in names}
+                               if plan[name][0] == "numeric" else drift.category_counts([], plan[name][1])
+                               for name in names}
         for row in parts:
             name, payload = names[row["i"]], json.loads(row["payload"])
             if plan[name][0] == "numeric":
@@ -158,8 +159,10 @@ class SparkReader:
                     None if payload["below"] is None else np.asarray(payload["below"], dtype=np.int64),
                     None if payload["upto"] is None else np.asarray(payload["upto"], dtype=np.int64), payload["text"])
             else:
+                kinds = [_key(v) for v in payload.get("kinds", [])]
                 out[name] = out[name] + drift.CategoryCounts(
-                    payload["rows"], payload["missing"], {_key(v): c for v, c in payload["values"]})
+                    payload["rows"], payload["missing"], {_key(v): c for v, c in payload["values"]},
+                    frozenset(plan[name][1]), payload.get("folded", 0), {drift.value_kind(v): v for v in kinds})
         if progress is not None:
             progress(total, total, "window rows counted")
         return out
@@ -384,10 +387,11 @@ def _as_classes(p: "Column", p_type: Any, classes: list[Any] | None) -> "Column"
     return p
 
 
-def _partition_counter(names: list[str], plan: dict[str, tuple[str, list[float] | None]]) -> Any:
+def _partition_counter(names: list[str], plan: dict[str, tuple[str, list[Any] | None]]) -> Any:
     """The function each partition runs: per column, the local engine's counts as JSON (small: the
-    split points' counts, or each distinct category's)."""
-    cuts = {name: (kind, None if cut is None else np.asarray(cut, dtype=float)) for name, (kind, cut) in plan.items()}
+    split points' counts, or each distinct category's, at most ``drift.CATEGORY_CAP`` besides the
+    reference's). ``plan``: per column, ("numeric", split points) or ("categorical", its categories)."""
+    cuts = {name: (kind, np.asarray(cut, dtype=float) if kind == "numeric" else cut) for name, (kind, cut) in plan.items()}
 
     def plain(value: Any) -> Any:
         return value.item() if isinstance(value, np.generic) else value
@@ -405,7 +409,7 @@ def _partition_counter(names: list[str], plan: dict[str, tuple[str, list[float] 
                 if kind == "numeric":
                     part = drift.numeric_counts({}, values, cut)
                 else:
-                    part = drift.category_counts(values)
+                    part = drift.category_counts(values, cut)
                 totals[i] = part if i not in totals else totals[i] + part
         out = []
         for i, part in totals.items():
@@ -415,7 +419,8 @@ def _partition_counter(names: list[str], plan: dict[str, tuple[str, list[float] 
                            "upto": None if part.upto is None else part.upto.tolist()}
             else:
                 payload = {"rows": part.rows, "missing": part.missing,
-                           "values": [[plain(k), v] for k, v in (part.values or {}).items()]}
+                           "values": [[plain(k), v] for k, v in (part.values or {}).items()],
+                           "folded": part.folded, "kinds": [plain(v) for v in (part.kinds or {}).values()]}
             out.append((i, _json.dumps(payload, default=str)))
         yield pd.DataFrame(out, columns=["i", "payload"])
 

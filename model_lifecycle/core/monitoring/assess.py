@@ -217,8 +217,9 @@ def _feature(findings: list[dict[str, Any]], name: str, summary: dict[str, Any],
     else:
         stats["missing_rate"] = counts.missing / counts.rows if counts.rows else 0.0
         if counts.present:
-            reference, window_counts, shares, unseen = drift.category_shares(summary, counts.by_text())
-            stats["unseen"] = float(sum(unseen.values()) / counts.present)
+            reference, window_counts, shares, unseen, unseen_rows = drift.category_shares(
+                summary, counts.by_text(), counts.folded)
+            stats["unseen"] = float(unseen_rows / counts.present)
             if unseen:
                 stats["unseen_values"] = sorted(unseen, key=lambda k: -unseen[k])[:10]
             _judge(findings, "data_quality", name, "unseen_categories", stats["unseen"], quality.unseen_categories,

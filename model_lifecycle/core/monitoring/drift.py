@@ -146,40 +146,100 @@ def ks(summary: dict[str, Any], present: np.ndarray) -> tuple[float, float]:
     return ks_counts(summary, numeric_counts(summary, present))
 
 
+# Distinct values kept per categorical column besides the reference's own categories: beyond it, the
+# least frequent values the reference never had are counted but not kept, so a high-cardinality
+# column (an id, a free-text field) costs bounded memory in every batch, partition and on the driver.
+CATEGORY_CAP = 10_000
+
+
 @dataclass
 class CategoryCounts:
     """Each present value's count in one categorical column (or one part of it), as the values are:
     their text is decided over all parts together (``profile.as_text`` writes whole floats as
-    integers only when every value is one)."""
+    integers only when every value is one).
+
+    Values that could be one of the reference's categories (``known``) are always kept, so every
+    share the drift statistics use is exact. When more than ``CATEGORY_CAP`` others are distinct,
+    the least frequent are *folded*: their rows are counted in ``folded`` (all of them unseen by the
+    reference) and one value of each kind stays in ``kinds``, so the text decision over the kept
+    values is the one all values would give. Only the names listed as unseen are then the most
+    frequent of those kept, not necessarily of all."""
 
     rows: int = 0
     missing: int = 0
     values: dict[Any, int] | None = None
+    known: frozenset = frozenset()
+    folded: int = 0
+    kinds: dict[Any, Any] | None = None  # (type, whole) -> one folded value of that kind
 
     def __add__(self, other: "CategoryCounts") -> "CategoryCounts":
         merged = dict(self.values or {})
         for key, count in (other.values or {}).items():
             merged[key] = merged.get(key, 0) + count
-        return CategoryCounts(self.rows + other.rows, self.missing + other.missing, merged)
+        return CategoryCounts(self.rows + other.rows, self.missing + other.missing, merged, self.known | other.known,
+                              self.folded + other.folded, {**(other.kinds or {}), **(self.kinds or {})}).fold()
 
     @property
     def present(self) -> int:
         return self.rows - self.missing
 
+    def fold(self) -> "CategoryCounts":
+        """These counts with at most ``CATEGORY_CAP`` values besides those that could be known ones."""
+        values = self.values or {}
+        if len(values) <= CATEGORY_CAP + len(self.known):
+            return self
+        import heapq
+
+        keep = {k: c for k, c in values.items() if not _foldable(k) or _texts(k) & self.known}
+        others = [(k, c) for k, c in values.items() if k not in keep]
+        kept = dict(heapq.nlargest(CATEGORY_CAP, others, key=lambda item: item[1]))
+        kinds = dict(self.kinds or {})
+        folded = self.folded
+        for key, count in others:
+            if key not in kept:
+                folded += count
+                kinds.setdefault(value_kind(key), key)
+        return CategoryCounts(self.rows, self.missing, {**keep, **kept}, self.known, folded, kinds)
+
     def by_text(self) -> Any:
-        """The counts as one pandas Series indexed by the values' text, largest first."""
+        """The kept counts as one pandas Series indexed by the values' text, largest first."""
         import pandas as pd
 
         from model_lifecycle.core.monitoring.profile import as_text
 
         if not self.values:
             return pd.Series([], dtype="int64")
-        texts = as_text(pd.Series(list(self.values)))
+        keys = list(self.values)
+        texts = as_text(pd.Series(keys + list((self.kinds or {}).values()))).iloc[: len(keys)]
         return pd.Series(list(self.values.values()), index=texts.to_numpy()).groupby(level=0, sort=False).sum() \
             .sort_values(ascending=False, kind="stable")
 
 
-def category_counts(values: Any) -> CategoryCounts:
+def _foldable(value: Any) -> bool:
+    """Text, numbers and booleans, whose possible texts are known (other kinds are always kept)."""
+    return isinstance(value, (str, bool, int, float, np.bool_, np.integer, np.floating))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value)) and float(value).is_integer()
+
+
+def value_kind(value: Any) -> tuple[str, bool]:
+    return type(value).__name__, _whole(value)
+
+
+def _texts(value: Any) -> set[str]:
+    """Every text ``profile.as_text`` may give the value, whatever the column's other values are."""
+    texts = {str(value)}
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        texts.add(str(float(value)))
+        if _whole(value) or isinstance(value, (int, np.integer)):
+            texts.add(str(int(value)))
+    return texts
+
+
+def category_counts(values: Any, known: Any = ()) -> CategoryCounts:
+    """The counts of one part; ``known``: the reference's categories (as text), never folded."""
     import pandas as pd
 
     series = pd.Series(values, dtype=object)
@@ -189,7 +249,8 @@ def category_counts(values: Any) -> CategoryCounts:
         counts = present.value_counts(dropna=True)
     except TypeError:  # lists, arrays, maps: counted by their text, as the profile wrote them
         counts = present.map(lambda v: v if isinstance(v, (str, int, float, bool)) else str(v)).value_counts()
-    return CategoryCounts(int(len(series)), int(missing.sum()), {k: int(v) for k, v in counts.items()})
+    return CategoryCounts(int(len(series)), int(missing.sum()), {k: int(v) for k, v in counts.items()},
+                          frozenset(known or ())).fold()
 
 
 def categorical_shares(
@@ -197,19 +258,25 @@ def categorical_shares(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """(reference shares, window counts, window shares, unseen value -> count) over the reference's categories
     plus one bucket for everything else (the reference's ``other`` and values it never had)."""
-    return category_shares(summary, category_counts(present).by_text())
+    counts = category_counts(present, summary["frequencies"])
+    return category_shares(summary, counts.by_text(), counts.folded)[:4]
 
 
 def category_shares(
-    summary: dict[str, Any], counts: Any,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """``categorical_shares`` from the window's counts by text (``CategoryCounts.by_text``)."""
+    summary: dict[str, Any], counts: Any, folded: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int], int]:
+    """``categorical_shares`` from the window's kept counts by text (``CategoryCounts.by_text``) and
+    the rows of folded values, and the number of rows with a value the reference never had (none
+    are named when the reference folded its own rare values into ``other``)."""
     known = list(summary["frequencies"])
     reference = np.array([summary["frequencies"][k] for k in known] + [summary.get("other", 0.0)])
-    window = np.array([int(counts.get(k, 0)) for k in known] + [int(counts.drop(known, errors="ignore").sum())])
-    unseen = {} if summary.get("other", 0.0) > 0 else {
-        str(k): int(v) for k, v in counts.drop(known, errors="ignore").items()}
-    return reference, window, window / max(window.sum(), 1), unseen
+    window = np.array([int(counts.get(k, 0)) for k in known] + [int(counts.drop(known, errors="ignore").sum()) + folded])
+    if summary.get("other", 0.0) > 0:
+        unseen, unseen_rows = {}, 0
+    else:
+        unseen = {str(k): int(v) for k, v in counts.drop(known, errors="ignore").items()}
+        unseen_rows = sum(unseen.values()) + folded
+    return reference, window, window / max(window.sum(), 1), unseen, unseen_rows
 
 
 def chi_square(reference: np.ndarray, window_counts: np.ndarray) -> tuple[float, float]:

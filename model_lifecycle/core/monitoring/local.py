@@ -53,7 +53,9 @@ class LocalReader:
         cuts = {n: drift.splits(s) for n, s in summaries.items() if s["kind"] == "numeric"}
 
         def count(name: str, values: Any) -> Any:
-            return drift.numeric_counts({}, values, cuts[name]) if name in cuts else drift.category_counts(values)
+            if name in cuts:
+                return drift.numeric_counts({}, values, cuts[name])
+            return drift.category_counts(values, summaries[name]["frequencies"])
 
         totals = {name: count(name, []) for name in names}
         done, total = 0, self.count()
