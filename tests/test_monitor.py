@@ -390,7 +390,7 @@ def test_the_previous_champion_is_archived_only_once_the_champion_is_stable(
 
 
 def test_bad_input_is_one_line_exit_2_and_nothing_is_rolled_back(
-        champions, tracking_uri, client, model_name, trained, tmp_path):
+        champions, tracking_uri, client, model_name, trained, tmp_path, monkeypatch):
     (v1, v2), policy = champions(2)
     frame = holdout_frame(trained)
     frame[SHIFTED] = frame[SHIFTED] + 100  # every window below would breach if it were read
@@ -416,6 +416,16 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_rolled_back(
         code, result = run_monitor(tracking_uri, model_name, policy, Path(source), tmp_path, *extra)
         assert code == 2, (case, result)
         assert expected in result["error"] and "\n" not in result["error"], (case, result["error"])
+    # a policy asking for the Spark engine where pyspark is not installed: the action names its input
+    spark_policy = tmp_path / "spark-policy.yml"
+    spark_policy.write_text(Path(policy).read_text() + "\nengine: spark\n")
+    monkeypatch.setitem(__import__("sys").modules, "pyspark", None)  # not installed, as far as imports go
+    code, result = run_monitor(tracking_uri, model_name, str(spark_policy), window, tmp_path)
+    assert code == 2 and "pip install 'model-lifecycle[spark]'" in result["error"], result
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    code, result = run_monitor(tracking_uri, model_name, str(spark_policy), window, tmp_path)
+    assert code == 2 and "extras: spark" in json.dumps(result), result
     assert aliases(client, model_name)["champion"] == v2
     assert audit_events(client, model_name) == before_events
     assert len(monitoring_runs(client, model_name)) == before_runs

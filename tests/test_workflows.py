@@ -263,3 +263,35 @@ def test_missing_input_and_unknown_command_are_named(tmp_path):
                              env={**env, "LIFECYCLE_COMMAND": "deploy"}, capture_output=True, text=True)
     assert unknown.returncode == 2
     assert "must be one of check, evaluate, compare, card, stage, stage-check, promote, verify-rollout, rollback, archive, monitor, notify, status" in unknown.stdout
+
+
+def test_the_action_installs_only_known_extras(tmp_path):
+    """The action's install step, run as the runner runs it (bash, its env): an unknown extra is
+    named with exit 2 before anything is installed; known ones (any spacing) install once per job."""
+    import yaml
+
+    steps = yaml.safe_load((REPO / "action.yml").read_text())["runs"]["steps"]
+    script = next(s for s in steps if s.get("name", "").startswith("Install the toolkit"))["run"]
+    assert "${{" not in script
+
+    def install(extras: str, venv: Path) -> subprocess.CompletedProcess:
+        summary = tmp_path / "summary.md"
+        summary.write_text("")
+        return subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=tmp_path, env={
+            "PATH": "/usr/bin:/bin", "GITHUB_ACTION_PATH": str(REPO), "RUNNER_TEMP": str(tmp_path),
+            "LIFECYCLE_VENV": str(venv), "LIFECYCLE_EXTRAS": extras, "GITHUB_STEP_SUMMARY": str(summary)})
+
+    marker = tmp_path / "pwned"
+    for bad in ("sparkle", "spark,gpu", f"$(touch {marker})", "*"):
+        done = install(bad, tmp_path / "fresh-venv")
+        assert done.returncode == 2, (bad, done.stdout, done.stderr)
+        assert "::error title=extras::unknown extra" in done.stdout and "(known: spark)" in done.stdout
+        assert "is not a known extra" in (tmp_path / "summary.md").read_text()
+        assert not (tmp_path / "fresh-venv").exists() and not marker.exists()
+    ready = tmp_path / "ready-venv"  # installed earlier in the job: nothing is installed again
+    ready.mkdir()
+    for name in (".model-lifecycle-installed", ".model-lifecycle-pyspark"):
+        (ready / name).touch()
+    for good in ("", "spark", " spark, ", "spark,spark"):
+        done = install(good, ready)
+        assert done.returncode == 0 and "pip" not in done.stdout + done.stderr, (good, done.stdout, done.stderr)
