@@ -90,6 +90,8 @@ LOCK_WAIT_SECONDS = _setting("LIFECYCLE_LOCK_WAIT_SECONDS", None,
                              "How long a step waits for another change in progress (default: the TTL plus 30 s).")
 WEBHOOK_URL = _setting("LIFECYCLE_WEBHOOK_URL", None, "Slack-compatible webhook for notifications.", secret=True)
 VENV = _setting("LIFECYCLE_VENV", None, "The action's virtual environment (default: $RUNNER_TEMP/model-lifecycle-venv).")
+TESTS_VENV = _setting("LIFECYCLE_TESTS_VENV", None,
+                      "A prepared environment for the repository's tests: used as it is, tests.requirements not installed.")
 DEBUG = _setting("LIFECYCLE_DEBUG", None, "Print a traceback for unexpected errors.")
 FAILPOINT = _setting("LIFECYCLE_FAILPOINT", None, "Test hook: `after-claim`, `after-commit` or `before-seq` kills a change there.")
 SPARK_MASTER = _setting("LIFECYCLE_SPARK_MASTER", None,

@@ -19,8 +19,8 @@ posts). act's log is kept beside the repository copy for a failing run, never as
 
 act cannot fetch the toolkit or GitHub's actions offline; as in test_workflows.py, act's command
 line maps them (``--local-repository``) to a copy of this checkout and to tests/stubs, and
-``LIFECYCLE_VENV``/``TRAINING_VENV`` point the action and the training at the project's venv (the
-workflows would otherwise create one and install into it).
+``LIFECYCLE_VENV``/``TRAINING_VENV``/``LIFECYCLE_TESTS_VENV`` point the action, the training and the
+model tests at the project's venv (the workflows would otherwise create one each and install into it).
 """
 
 from __future__ import annotations
@@ -221,6 +221,7 @@ class Act:
                    "--env", f"MODEL_LIFECYCLE_TOOLKIT_COPY={self.toolkit}",
                    "--env", f"GITHUB_API_URL={self.github.url}",
                    "--env", f"LIFECYCLE_VENV={REPO / '.venv'}", "--env", f"TRAINING_VENV={REPO / '.venv'}",
+                   "--env", f"LIFECYCLE_TESTS_VENV={REPO / '.venv'}",
                    "-s", f"GITHUB_TOKEN={ACTIONS_TOKEN}"]
         for key, text in self.variables.items():
             command += ["--var", f"{key}={text}"]

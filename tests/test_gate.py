@@ -486,6 +486,51 @@ def test_failing_model_checks_print_each_detail_once_and_one_error_line(tracking
                       f"{tmp_path / 'checks.json'})"], err
 
 
+def test_the_repositorys_tests_run_in_the_environment_tests_requirements_names(
+        tracking_uri, model_name, tmp_path, small_setup, monkeypatch):
+    """tests.requirements: the check step makes the tests' own virtual environment (once per job and
+    file content, under $RUNNER_TEMP) and runs tests.command (default pytest) with its bin first on
+    PATH; a requirement pip can never install, or a missing file, is bad input naming the policy key."""
+    from model_lifecycle.edges.commands import check_model
+
+    version, holdout = small_setup
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "tests" / "test_model.py").write_text(
+        "import os, sys\n\ndef test_in_its_own_environment():\n"
+        "    assert os.environ['MODEL_URI'].startswith('models:/')\n"
+        "    assert sys.prefix == os.environ['VIRTUAL_ENV'] and 'model-lifecycle-tests-' in sys.prefix\n"
+        "    import iniconfig  # from the requirements\n")
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "runner"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a hosted runner's python3 has no pytest
+
+    def check(requirements: str | None, pins: str = "") -> tuple[int, dict]:
+        if pins:
+            (repo / "tests" / "requirements.txt").write_text(pins)
+        policy = _policy_for(tmp_path, holdout, tests={"requirements": requirements} if requirements else {})
+        return call(check_model, ["--tracking-uri", tracking_uri, "--model-uri", f"models:/{model_name}/{version}",
+                                  "--policy", str(policy), "--tests-dir", str(repo),
+                                  "--output", str(tmp_path / "checks.json")])
+
+    code, result = check(None)
+    assert code == 2 and "tests command 'pytest' not found" in result["error"] and "tests.requirements" in \
+        json.dumps(result), result
+    code, result = check("tests/requirements.txt", "pytest==9.2.0\niniconfig\n")
+    tests_check = next(c for c in result["checks"] if c["name"] == "repository tests")
+    assert code == 0 and tests_check["passed"], result
+    made = sorted((tmp_path / "runner").glob("model-lifecycle-tests-*/"))
+    assert len(made) == 1 and (made[0] / ".model-lifecycle-tests-ready").exists()
+    ready = (made[0] / ".model-lifecycle-tests-ready").stat().st_mtime_ns
+    assert check("tests/requirements.txt")[0] == 0  # the same file: the same environment, nothing installed
+    assert (made[0] / ".model-lifecycle-tests-ready").stat().st_mtime_ns == ready
+    for requirements, pins, message in (
+            ("tests/requirements.txt", "pytest==0.0.0.404\n", "pip could not install it"),
+            ("tests/missing.txt", "", "tests.requirements 'tests/missing.txt': no such file")):
+        code, result = check(requirements, pins)
+        assert code == 2 and message in result["error"] and "\n" not in result["error"], result
+    assert sorted((tmp_path / "runner").glob("model-lifecycle-tests-*/")) == made  # the failed one is gone
+
+
 def test_stage_without_a_recorded_verdict_is_bad_input(tracking_uri, model_name, tmp_path, sliced_world, client):
     """--no-log records no verdict, so --stage could only be refused later: say so before evaluating."""
     X, champion, candidate, holdout = sliced_world

@@ -335,7 +335,7 @@ def check(request: CheckRequest) -> CheckResult:
         record("model size", size)
     if request.run_tests:
         checks.append(run_tests(request.tests_command or policy.tests.command, request.tests_dir, request.model_uri,
-                                policy.tests.timeout_seconds))
+                                policy.tests.timeout_seconds, policy.tests.requirements))
     passed = all(c["passed"] for c in checks)
     Path(request.output).write_text(
         json.dumps({"model_uri": request.model_uri, "passed": passed, "checks": checks}, indent=2) + "\n",
@@ -366,18 +366,23 @@ def latency_p95_ms(predict: Any, features: Any, batch: int, repeats: int) -> flo
     return float(np.percentile(timings, 95))
 
 
-def run_tests(command: str, cwd: str, uri: str, timeout: int) -> dict[str, Any]:
-    """The repository's own tests against the model ($MODEL_URI); pytest's "no tests" (5) passes."""
+def run_tests(command: str, cwd: str, uri: str, timeout: int, requirements: str | None = None) -> dict[str, Any]:
+    """The repository's own tests against the model ($MODEL_URI); pytest's "no tests" (5) passes.
+    With ``tests.requirements`` they run in their own environment (``core/test_env.py``)."""
+    from model_lifecycle.core import test_env
+
     argv = shlex.split(command)
     if not argv:
         raise BadInput("--tests-command is empty")
-    env = {**os.environ, "MODEL_URI": uri}
+    venv = test_env.prepared(requirements, cwd, timeout)
+    env = test_env.environment(venv, {**os.environ, "MODEL_URI": uri})
     started = time.monotonic()
     try:
         done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as exc:
         raise BadInput(f"tests command {argv[0]!r} not found",
-                       hint="set tests.command in the policy or --tests-command") from exc
+                       hint="set tests.command in the policy or --tests-command; tests.requirements installs "
+                            "what the tests need (pytest too)") from exc
     except subprocess.TimeoutExpired:
         return {"name": "repository tests", "passed": False, "detail": f"`{command}` timed out after {timeout}s"}
     tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])

@@ -132,6 +132,9 @@ class Checks(_Strict):
 class Tests(_Strict):
     command: str = "pytest"
     timeout_seconds: int = Field(900, ge=1)
+    requirements: str | None = Field(None, description=(
+        "A pip requirements file (relative to the repository) the tests need: installed once per job into "
+        "their own virtual environment, whose bin comes first on the command's PATH."))
 
 
 class Retention(_Strict):

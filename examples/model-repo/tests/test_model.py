@@ -1,8 +1,9 @@
 """This repository's own model tests. The toolkit's check step runs them against every candidate
 (``tests.command`` in model-policy.yml) with MODEL_URI=models:/<name>/<version> and the tracking
-server in the environment. Run them yourself with
+server in the environment, in a virtual environment made from tests/requirements.txt
+(``tests.requirements``). Run them yourself, in an environment with those requirements, with
 
-    MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MODEL_URI=models:/biopsy-classifier/3 bash tests/run.sh
+    MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MODEL_URI=models:/biopsy-classifier/3 pytest
 
 The gate already compares metrics with the champion's; test here what a metric does not show.
 """
