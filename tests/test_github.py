@@ -273,27 +273,30 @@ def test_a_pull_requests_candidate_is_tagged_and_released_only_from_the_merged_h
 
     code, result = call(release_candidate, [*base, "--pull-request", "5", "--head-sha", "a" * 40])
     assert code == 0 and result["version"] == v1 and result["dispatched"], result
-    code, result = call(release_candidate, [*base, "--pull-request", "5"])  # no head given: the newest
-    assert code == 0 and result["version"] == v2, result
+    released = client.get_model_version(model_name, v1).tags[tags.PULL_REQUEST_RELEASED_AT]
+    release_event = [e for e in audit_events(client, model_name) if e["action"] == "release"]
+    assert len(release_event) == 1 and release_event[0]["time"] == released, release_event
+    assert release_event[0]["version"] == v1 and release_event[0]["details"]["pull_request"] == "5"
+    assert release_event[0]["details"]["head_sha"] == "a" * 40 and release_event[0]["details"]["repo"] == REPO
+    # the release job re-run (any head): a pull request merges once, nothing is sent again unless asked
+    for head in (["--head-sha", "a" * 40], [], ["--head-sha", "d" * 40]):
+        code, result = call(release_candidate, [*base, "--pull-request", "5", *head])
+        assert code == 0 and not result["dispatched"] and result["version"] == v1, result
+        assert f"already released at {released}: nothing sent" in result["message"], result
+    client.set_model_version_tag(model_name, v1, tags.ARCHIVED_AT, "2026-01-01T00:00:00Z")  # as retention does
+    code, result = call(release_candidate, [*base, "--pull-request", "5"])  # still no superseded v2 sent
+    assert code == 0 and not result["dispatched"] and "(archived since)" in result["message"], result
+    assert len(github.dispatches) == 1
+    code, result = call(release_candidate, [*base, "--pull-request", "5", "--again", "--reason", "lost run"])
+    assert code == 0 and result["version"] == v2 and result["dispatched"], result  # the newest, once more
+    again = [e for e in audit_events(client, model_name) if e["action"] == "release"][-1]
+    assert again["version"] == v2 and again["details"]["again"] is True and again["reason"] == "lost run"
     assert [(d["repo"], d["event_type"], d["client_payload"]["version"], d["client_payload"]["pull_request"])
             for d in github.dispatches] == [(REPO, "model-registered", v1, "5"), (REPO, "model-registered", v2, "5")]
     assert github.dispatches[0]["client_payload"]["source"] == source
-    released = client.get_model_version(model_name, v2).tags[tags.PULL_REQUEST_RELEASED_AT]
-    release_event = [e for e in audit_events(client, model_name) if e["action"] == "release" and e["version"] == v2]
-    assert len(release_event) == 1 and release_event[0]["time"] == released, release_event
-    assert release_event[0]["details"]["pull_request"] == "5" and release_event[0]["details"]["repo"] == REPO
-    # the release job re-run: v2 was sent already, nothing is sent again unless asked
-    code, result = call(release_candidate, [*base, "--pull-request", "5"])
-    assert code == 0 and not result["dispatched"] and f"already released at {released}" in result["message"], result
-    assert len(github.dispatches) == 2
-    code, result = call(release_candidate, [*base, "--pull-request", "5", "--again", "--reason", "lost run"])
-    assert code == 0 and result["dispatched"] and len(github.dispatches) == 3, result
-    again = [e for e in audit_events(client, model_name) if e["action"] == "release" and e["version"] == v2][-1]
-    assert again["details"]["again"] is True and again["reason"] == "lost run"
-    github.dispatches.pop()
 
     for args, expected, message in (
-            (["--pull-request", "5", "--head-sha", "d" * 40], 1, "the merged code's training did not register"),
+            (["--pull-request", "6", "--head-sha", "d" * 40], 1, "the merged code's training did not register"),
             (["--pull-request", "9"], 1, "pull request #9 has no candidate version"),
             (["--pull-request", "five"], 2, "is not a pull request number")):
         code, result = call(release_candidate, [*base, *args])

@@ -179,6 +179,49 @@ def test_drift_statistics_equal_scipys_on_the_same_data():
     assert unseen == {}
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_folded_category_counts_give_the_shares_of_counting_every_value(monkeypatch, seed):
+    """With a cap of 3, values of every kind the text decision depends on (fractions, inf, whole
+    floats, ints beyond int64 and uint64, negatives, booleans, text) are folded across parts, yet
+    the window's counts per reference category and its unseen rows are those of counting every value."""
+    import random
+
+    pool = ["a", "b", "1", "1.0", "True", 1, 2, -1, 0, 1.0, 2.0, 0.5, -0.0, True, False, np.int64(7),
+            np.float64(3.0), np.float64(0.25), np.inf, -np.inf, 10**20, 2**63, 2**64, 7.0, 1e20]
+    rng = random.Random(seed)
+    checked = 0
+    for _ in range(150):
+        values = rng.sample(pool, rng.randint(2, 10)) + [
+            f"id{i}" if rng.random() < 0.5 else 1000 + i + rng.choice([0, 0.5]) for i in range(rng.randint(0, 12))]
+        summary = profile.categorical_summary(pd.Series([rng.choice(values) for _ in range(30)], dtype=object))
+        parts = [[rng.choice(values) for _ in range(rng.randint(1, 25))] for _ in range(3)]
+
+        def counted(cap: int) -> tuple[list[int], int]:
+            monkeypatch.setattr(drift, "CATEGORY_CAP", cap)
+            total = drift.category_counts([], summary["frequencies"])
+            for part in parts:
+                total = total + drift.category_counts(pd.Series(part, dtype=object).to_numpy(), summary["frequencies"])
+            _, window, _, _, unseen_rows = drift.category_shares(summary, total.by_text(), total.folded)
+            return window.tolist(), unseen_rows
+
+        assert counted(3) == counted(10**9), (values, parts)
+        checked += 1
+    assert checked == 150
+    # folded values that change the text of kept ones: an inf or a fraction (1.0 is then "1.0"), an
+    # int beyond uint64 or beside a negative beyond int64 (the column is then objects)
+    summary = profile.categorical_summary([1.0] * 10)
+    for rare in ([np.inf, 0.5], [7, 2**64], [-1, 2**63], [1e20]):
+        parts = [[1.0] * 5 + [10.0, 11.0, 12.0] * 3 + rare]
+
+        def counted(cap: int) -> tuple[list[int], int]:
+            monkeypatch.setattr(drift, "CATEGORY_CAP", cap)
+            total = drift.category_counts(pd.Series(parts[0], dtype=object).to_numpy(), summary["frequencies"])
+            return drift.category_shares(summary, total.by_text(), total.folded)[1].tolist(), total.folded
+
+        (window, folded), (every, _) = counted(3), counted(10**9)
+        assert folded > 0 and window == every == [0, 14 + len(rare)], rare
+
+
 # --- windows ---------------------------------------------------------------------------------------------
 
 

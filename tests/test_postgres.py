@@ -475,4 +475,4 @@ def test_the_relay_reconciler_sees_models_past_the_first_thousand(tmp_path, clie
         assert f"registered:{target}:1" in store.known_keys()
     finally:  # never started (no HTTP, no worker threads): close what its constructor opened
         relay.server.server_close()
-        relay.lookup_pool.shutdown(wait=False)
+        relay.lookup_pool.shutdown()

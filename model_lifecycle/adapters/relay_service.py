@@ -424,10 +424,16 @@ class _LookupPool:
 
     def __init__(self, threads: int) -> None:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        for number in range(threads):
-            threading.Thread(target=self._work, name=f"relay-lookup-{number}", daemon=True).start()
+        self.threads = threads
+        self.started = False  # on the first look-up (a relay without MLflow never makes one)
+        self.lock = threading.Lock()
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Future:
+        with self.lock:
+            if not self.started:
+                self.started = True
+                for number in range(self.threads):
+                    threading.Thread(target=self._work, name=f"relay-lookup-{number}", daemon=True).start()
         future: Future = Future()
         self.jobs.put((future, function, args))
         return future
@@ -446,8 +452,8 @@ class _LookupPool:
             except BaseException as exc:  # noqa: BLE001 - handed to the dispatcher
                 future.set_exception(exc)
 
-    def shutdown(self, wait: bool = False) -> None:
-        """Cancel queued look-ups and let idle threads end; running ones are abandoned."""
+    def shutdown(self) -> None:
+        """Cancel queued look-ups and let idle threads end; running ones are abandoned (never waited for)."""
         while True:
             try:
                 job = self.jobs.get_nowait()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from model_lifecycle import settings, tags
 from model_lifecycle.adapters import registry, relay_service
 from model_lifecycle.core import audit
-from model_lifecycle.errors import BadInput, Refused
+from model_lifecycle.errors import BadInput, Refused, ServiceError, ToolkitError
 from model_lifecycle.results import Result
 
 # the relay's event type for a registration: the registration workflow listens for it
@@ -56,8 +56,16 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
         raise BadInput("no repository to dispatch to", hint="pass --repo OWNER/REPO (or run in GitHub Actions)")
     client = registry.connect(request.tracking_uri)
     registry.get_model(client, request.model)  # an unknown model is bad input, named
-    found = [v for v in registry.list_versions(client, request.model, tag=(tags.PULL_REQUEST, number))
-             if not (v.tags or {}).get(tags.ARCHIVED_AT)]
+    candidates = registry.list_versions(client, request.model, tag=(tags.PULL_REQUEST, number))
+    released = [v for v in candidates if (v.tags or {}).get(tags.PULL_REQUEST_RELEASED_AT)]
+    if released and not request.again:  # a re-run of the release job: a pull request merges once
+        last = max(released, key=lambda v: (v.tags or {})[tags.PULL_REQUEST_RELEASED_AT])
+        archived = " (archived since)" if (last.tags or {}).get(tags.ARCHIVED_AT) else ""
+        message = (f"pull request #{number}'s candidate v{last.version} was already released at "
+                   f"{last.tags[tags.PULL_REQUEST_RELEASED_AT]}{archived}: nothing sent (--again sends its newest "
+                   "candidate once more)")
+        return ReleaseResult(request.model, number, str(last.version), last.source, last.run_id, repo, False, message)
+    found = [v for v in candidates if not (v.tags or {}).get(tags.ARCHIVED_AT)]
     if not found:
         raise Refused(
             f"pull request #{number} has no candidate version of {request.model!r}: nothing to release",
@@ -75,11 +83,6 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
                 hint="run the registration workflow for the version to release by hand, or train again on main")
         newest = max(built, key=lambda v: int(v.version))
     version = str(newest.version)
-    released_at = (newest.tags or {}).get(tags.PULL_REQUEST_RELEASED_AT)
-    if released_at and not request.again:  # a re-run of the release job: one registration run is enough
-        message = (f"v{version}, pull request #{number}'s candidate, was already released at {released_at}: "
-                   "nothing sent (--again sends it once more)")
-        return ReleaseResult(request.model, number, version, newest.source, newest.run_id, repo, False, message)
     payload = {"name": request.model, "version": version, "source": newest.source,
                "run_id": newest.run_id, "pull_request": number}
     if request.dry_run:
@@ -88,14 +91,20 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
     from model_lifecycle.adapters import github
 
     github.repository_dispatch(github.connect(), repo, EVENT_TYPE, payload)
-    # recorded after the dispatch: a failed dispatch is retried by a re-run, and a record that fails
-    # to write (exit 3 after the dispatch) at worst lets a re-run send the same version again
+    # Recorded after the dispatch, so a failed dispatch is simply re-run; the audit event before the
+    # tag, so a release the tag calls done always has its event. A record that fails says what was sent.
     event = audit.new_event("release", request.model, version, reason=request.reason, details={
         "pull_request": number, "head_sha": (newest.tags or {}).get(tags.PULL_REQUEST_HEAD), "repo": repo,
-        "event_type": EVENT_TYPE, **({"again": True} if released_at else {})})
-    with registry.mlflow_errors():
-        client.set_model_version_tag(request.model, version, tags.PULL_REQUEST_RELEASED_AT, event["time"])
-        audit.append(client, registry.get_model(client, request.model), event)
+        "event_type": EVENT_TYPE, **({"again": True} if released else {})})
+    try:
+        with registry.mlflow_errors():
+            audit.append(client, registry.get_model(client, request.model), event)
+            client.set_model_version_tag(request.model, version, tags.PULL_REQUEST_RELEASED_AT, event["time"])
+    except ToolkitError as exc:
+        raise ServiceError(
+            f"v{version} was sent to {repo} ({EVENT_TYPE}), but recording the release in MLflow failed: {exc}",
+            hint="do not re-run the release job (it would send it again); the registration workflow is under way",
+        ) from exc
     message = (f"released v{version}, pull request #{number}'s candidate: {EVENT_TYPE} sent to {repo}; "
                "the registration workflow takes it through the gate, staging and the production approval")
     return ReleaseResult(request.model, number, version, newest.source, newest.run_id, repo, True, message)

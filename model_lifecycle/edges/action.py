@@ -129,7 +129,7 @@ def _calls(i: Inputs) -> dict[str, Callable[[], Any]]:
         "status": lambda: status.status(status.StatusRequest(i.model, audit=True)),
         "release-candidate": lambda: release.release_candidate(release.ReleaseRequest(
             i.model, str(_pr_number() or ""), repo=settings.GITHUB_REPOSITORY.get(), head_sha=_merged_head(),
-            dry_run=flag("dry-run"))),
+            dry_run=flag("dry-run"), reason=value("reason") or None)),
     }
 
 

@@ -331,6 +331,11 @@ def _guarded(action: Any) -> Any:
 
 
 def _key(value: Any) -> Any:
+    """A category value back from a partition's JSON (``_partition_counter``'s ``plain``)."""
+    if isinstance(value, dict) and "timestamp" in value:
+        import pandas as pd
+
+        return pd.Timestamp(value["timestamp"])
     return tuple(value) if isinstance(value, list) else value
 
 
@@ -394,6 +399,13 @@ def _partition_counter(names: list[str], plan: dict[str, tuple[str, list[Any] | 
     cuts = {name: (kind, np.asarray(cut, dtype=float) if kind == "numeric" else cut) for name, (kind, cut) in plan.items()}
 
     def plain(value: Any) -> Any:
+        """JSON of a category value; a timestamp stays one (its text is decided with the column's)."""
+        import datetime
+
+        import pandas as pd
+
+        if isinstance(value, (np.datetime64, datetime.datetime)):
+            return {"timestamp": pd.Timestamp(value).isoformat()}
         return value.item() if isinstance(value, np.generic) else value
 
     def count(batches: Any) -> Any:

@@ -216,16 +216,29 @@ class CategoryCounts:
 
 
 def _foldable(value: Any) -> bool:
-    """Text, numbers and booleans, whose possible texts are known (other kinds are always kept)."""
+    """Text, numbers and booleans, whose possible texts are known. Other kinds (timestamps, bytes,
+    decimals) are always kept: their text depends on every value of the column in ways these counts
+    do not follow, so a high-cardinality column of them is not bounded."""
     return isinstance(value, (str, bool, int, float, np.bool_, np.integer, np.floating))
 
 
 def _whole(value: Any) -> bool:
-    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value)) and float(value).is_integer()
+    """A float ``profile.as_text`` may write as an integer (finite, whole, within int64)."""
+    return isinstance(value, (float, np.floating)) and abs(float(value)) < 2.0**63 and float(value).is_integer()
 
 
-def value_kind(value: Any) -> tuple[str, bool]:
-    return type(value).__name__, _whole(value)
+def value_kind(value: Any) -> tuple[str, str]:
+    """What of a value decides the column's text: its type, whether a float is whole (``as_text``),
+    and an integer's range (pandas reads ints beyond int64 or uint64 as objects, not numbers)."""
+    if isinstance(value, (float, np.floating)):
+        return type(value).__name__, "whole" if _whole(value) else "fraction"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)
+        size = "negative" if number < 0 else "int64" if number < 2**63 else "uint64" if number < 2**64 else "big"
+        if number < -(2**63):
+            size = "big"
+        return type(value).__name__, size
+    return type(value).__name__, ""
 
 
 def _texts(value: Any) -> set[str]:

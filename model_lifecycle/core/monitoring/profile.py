@@ -72,7 +72,8 @@ def as_text(series: Any) -> Any:
     import pandas as pd
 
     series = pd.Series(series)
-    if series.dtype.kind == "f" and len(series) and bool((series == series.round()).all()):
+    if (series.dtype.kind == "f" and len(series) and bool((series.abs() < 2.0**63).all())
+            and bool((series == series.round()).all())):  # (not inf, nor a float beyond int64)
         series = series.astype("int64")
     return series.astype(str)
 

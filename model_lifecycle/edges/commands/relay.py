@@ -113,7 +113,10 @@ def _serve(args: Any) -> dict[str, Any]:
     print(f"relay listening on http://{args.host}:{relay.server.server_address[1]}/webhook", file=sys.stderr, flush=True)
     while not signals:
         time.sleep(0.2)
-    faulthandler.dump_traceback_later(STOP_SECONDS, exit=True)
+    try:
+        faulthandler.dump_traceback_later(STOP_SECONDS, exit=True)
+    except (RuntimeError, ValueError):  # no stderr to write the stacks to: stop without the watchdog
+        pass
     relay.stop()
     return {"command": "serve"}
 
