@@ -112,6 +112,8 @@ DISABLE_TELEMETRY = _setting(
     "MLflow's usage telemetry: off unless you set `false` (its thread edits the environment while a "
     "request reads it, seen failing 1 promotion in 100).")
 TRACKING_TOKEN = _setting("MLFLOW_TRACKING_TOKEN", None, "MLflow bearer token.", secret=True)
+TRACKING_USERNAME = _setting("MLFLOW_TRACKING_USERNAME", None, "MLflow basic-auth user (with the password).", secret=True)
+TRACKING_PASSWORD = _setting("MLFLOW_TRACKING_PASSWORD", None, "MLflow basic-auth password.", secret=True)
 _DEFAULT_FIT = fit_mlflow_retries(DEFAULT_MLFLOW_BUDGET_SECONDS)  # (1, 15): 15 s + 15 s, no backoff
 HTTP_MAX_RETRIES = _setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(_DEFAULT_FIT[0]),
                             "MLflow client retries (default: fitted to the budget; MLflow's: 7).")

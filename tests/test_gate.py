@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import aliases, audit_events, call
+from conftest import REPO, aliases, audit_events, call
 from sklearn.tree import DecisionTreeClassifier
 
 from model_lifecycle.edges.commands import compare_baseline
@@ -489,20 +489,26 @@ def test_failing_model_checks_print_each_detail_once_and_one_error_line(tracking
 def test_the_repositorys_tests_run_in_the_environment_tests_requirements_names(
         tracking_uri, model_name, tmp_path, small_setup, monkeypatch):
     """tests.requirements: the check step makes the tests' own virtual environment (once per job and
-    file content, under $RUNNER_TEMP) and runs tests.command (default pytest) with its bin first on
-    PATH; a requirement pip can never install, or a missing file, is bad input naming the policy key."""
+    content, in a private folder under $RUNNER_TEMP) and runs tests.command (default pytest) with its
+    bin first on PATH and without the toolkit's PYTHONPATH; a requirement pip can never install, a
+    missing file or one outside the repository is bad input naming the key; an unreachable index is exit 3."""
+    import os
+
     from model_lifecycle.edges.commands import check_model
 
     version, holdout = small_setup
     repo = tmp_path / "repo"
     (repo / "tests").mkdir(parents=True)
     (repo / "tests" / "test_model.py").write_text(
-        "import os, sys\n\ndef test_in_its_own_environment():\n"
+        "import importlib.util, os, sys\n\ndef test_in_its_own_environment():\n"
         "    assert os.environ['MODEL_URI'].startswith('models:/')\n"
-        "    assert sys.prefix == os.environ['VIRTUAL_ENV'] and 'model-lifecycle-tests-' in sys.prefix\n"
-        "    import iniconfig  # from the requirements\n")
-    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "runner"))
+        "    assert sys.prefix == os.environ['VIRTUAL_ENV'] and '/tests-' in sys.prefix\n"
+        "    assert importlib.util.find_spec('model_lifecycle') is None  # not the toolkit's PYTHONPATH\n"
+        "    import six  # from the requirements (pytest does not bring it)\n")
+    runner = tmp_path / "runner"
+    monkeypatch.setenv("RUNNER_TEMP", str(runner))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a hosted runner's python3 has no pytest
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # as the action runs the toolkit
 
     def check(requirements: str | None, pins: str = "") -> tuple[int, dict]:
         if pins:
@@ -515,20 +521,30 @@ def test_the_repositorys_tests_run_in_the_environment_tests_requirements_names(
     code, result = check(None)
     assert code == 2 and "tests command 'pytest' not found" in result["error"] and "tests.requirements" in \
         json.dumps(result), result
-    code, result = check("tests/requirements.txt", "pytest==9.2.0\niniconfig\n")
+    code, result = check("tests/requirements.txt", "pytest==9.2.0\nsix\n")
     tests_check = next(c for c in result["checks"] if c["name"] == "repository tests")
     assert code == 0 and tests_check["passed"], result
-    made = sorted((tmp_path / "runner").glob("model-lifecycle-tests-*/"))
+    private = runner / f"model-lifecycle-{os.getuid()}"
+    assert private.stat().st_mode & 0o777 == 0o700
+    made = sorted(private.glob("tests-*/"))
     assert len(made) == 1 and (made[0] / ".model-lifecycle-tests-ready").exists()
     ready = (made[0] / ".model-lifecycle-tests-ready").stat().st_mtime_ns
-    assert check("tests/requirements.txt")[0] == 0  # the same file: the same environment, nothing installed
+    assert check("tests/requirements.txt")[0] == 0  # the same content: the same environment, nothing installed
     assert (made[0] / ".model-lifecycle-tests-ready").stat().st_mtime_ns == ready
+    (tmp_path / "outside.txt").write_text("six\n")
     for requirements, pins, message in (
             ("tests/requirements.txt", "pytest==0.0.0.404\n", "pip could not install it"),
-            ("tests/missing.txt", "", "tests.requirements 'tests/missing.txt': no such file")):
+            ("tests/missing.txt", "", "tests.requirements 'tests/missing.txt': no such file"),
+            ("../outside.txt", "", "is outside the repository")):
         code, result = check(requirements, pins)
         assert code == 2 and message in result["error"] and "\n" not in result["error"], result
-    assert sorted((tmp_path / "runner").glob("model-lifecycle-tests-*/")) == made  # the failed one is gone
+    # an index that does not answer (nothing listens there; no configured index or wheel folder beside it)
+    for key, value in (("PIP_CONFIG_FILE", "/dev/null"), ("PIP_FIND_LINKS", ""),
+                       ("PIP_INDEX_URL", "http://127.0.0.1:9/simple"), ("PIP_RETRIES", "1")):
+        monkeypatch.setenv(key, value)
+    code, result = check("tests/requirements.txt", "six\n")
+    assert code == 3 and "pip could not install it" in result["error"], result
+    assert sorted(private.glob("tests-*/")) == made  # the failed ones are gone
 
 
 def test_stage_without_a_recorded_verdict_is_bad_input(tracking_uri, model_name, tmp_path, sliced_world, client):

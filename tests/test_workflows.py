@@ -267,31 +267,47 @@ def test_missing_input_and_unknown_command_are_named(tmp_path):
 
 def test_the_action_installs_only_known_extras(tmp_path):
     """The action's install step, run as the runner runs it (bash, its env): an unknown extra is
-    named with exit 2 before anything is installed; known ones (any spacing) install once per job."""
+    named with exit 2 before anything is installed; known ones (any separators) install once per job,
+    pinned by constraints.txt, and a prepared venv that has them is used as it is."""
     import yaml
 
     steps = yaml.safe_load((REPO / "action.yml").read_text())["runs"]["steps"]
     script = next(s for s in steps if s.get("name", "").startswith("Install the toolkit"))["run"]
     assert "${{" not in script
 
-    def install(extras: str, venv: Path) -> subprocess.CompletedProcess:
+    def install(extras: str, venv: Path, **more: str) -> subprocess.CompletedProcess:
         summary = tmp_path / "summary.md"
         summary.write_text("")
         return subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=tmp_path, env={
             "PATH": "/usr/bin:/bin", "GITHUB_ACTION_PATH": str(REPO), "RUNNER_TEMP": str(tmp_path),
-            "LIFECYCLE_VENV": str(venv), "LIFECYCLE_EXTRAS": extras, "GITHUB_STEP_SUMMARY": str(summary)})
+            "LIFECYCLE_VENV": str(venv), "LIFECYCLE_EXTRAS": extras, "GITHUB_STEP_SUMMARY": str(summary), **more})
 
     marker = tmp_path / "pwned"
-    for bad in ("sparkle", "spark,gpu", f"$(touch {marker})", "*"):
+    for bad, shown in (("sparkle", "'sparkle'"), ("spark,gpu", "'gpu'"), ("spark\ngpu", "'gpu'"),
+                       (f"$(touch {marker})", "(a value that is not a name)"), ("*", "(a value that is not a name)"),
+                       ("a`b", "(a value that is not a name)"),
+                       ("x\r::warning::y", "'x'")):
         done = install(bad, tmp_path / "fresh-venv")
         assert done.returncode == 2, (bad, done.stdout, done.stderr)
-        assert "::error title=extras::unknown extra" in done.stdout and "(known: spark)" in done.stdout
-        assert "is not a known extra" in (tmp_path / "summary.md").read_text()
+        assert f"::error title=extras::unknown extra {shown} in" in done.stdout and "(known: spark)" in done.stdout
+        assert "::warning::" not in done.stdout and "is not a known extra" in (tmp_path / "summary.md").read_text()
         assert not (tmp_path / "fresh-venv").exists() and not marker.exists()
-    ready = tmp_path / "ready-venv"  # installed earlier in the job: nothing is installed again
-    ready.mkdir()
-    for name in (".model-lifecycle-installed", ".model-lifecycle-pyspark"):
-        (ready / name).touch()
-    for good in ("", "spark", " spark, ", "spark,spark"):
-        done = install(good, ready)
-        assert done.returncode == 0 and "pip" not in done.stdout + done.stderr, (good, done.stdout, done.stderr)
+    # a venv made earlier in the job: its python (a stand-in that records its calls and has no pyspark)
+    ready = tmp_path / "ready-venv"
+    (ready / "bin").mkdir(parents=True)
+    (ready / ".model-lifecycle-installed").touch()
+    calls = tmp_path / "calls.txt"
+    (ready / "bin" / "python").write_text(
+        f'#!/bin/bash\necho "$*" >> {calls}\nif [ "$1" = "-c" ]; then exit "${{HAS_PYSPARK:-1}}"; fi\n')
+    (ready / "bin" / "python").chmod(0o755)
+    for extras in ("", " , ,"):
+        assert install(extras, ready).returncode == 0 and not calls.exists()
+    done = install("spark,spark", ready)  # named twice, installed once, pinned
+    installs = [line for line in calls.read_text().splitlines() if line.startswith("-m pip install")]
+    assert done.returncode == 0 and installs == [
+        f"-m pip install --quiet --disable-pip-version-check pyspark -c {REPO / 'constraints.txt'}"], calls.read_text()
+    calls.unlink()
+    assert install(" spark\n", ready).returncode == 0 and not calls.exists()  # installed earlier in the job
+    (ready / ".model-lifecycle-pyspark").unlink()
+    done = install("spark", ready, HAS_PYSPARK="0")  # a prepared venv that has it: used as it is
+    assert done.returncode == 0 and "pip install" not in calls.read_text(), calls.read_text()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_lifecycle import settings, tags
+from model_lifecycle import tags
 from model_lifecycle.adapters import registry
 from model_lifecycle.api.monitor import store_reference
 from model_lifecycle.core.lifecycle import AliasNames
@@ -161,12 +161,9 @@ def chosen_engine(requested: str | None, policy: Any, step: str) -> str:
     if engine not in ENGINES:
         raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
     if engine == "spark" and importlib.util.find_spec("pyspark") is None:
-        if settings.in_github_actions():
-            raise BadInput("the spark engine needs pyspark, which the action installs only when asked",
-                           hint=f"set the action's input `extras: spark` (the runner needs Java 17), or {step} "
-                                "with --engine local")
-        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]'",
-                       hint=f"or {step} with --engine local")
+        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]' (the toolkit's action: "
+                       "its input `extras: spark`; the runner needs Java 17)",
+                       hint=f"or {step} with the local engine (--engine local, or engine: local in the policy)")
     return engine
 
 
