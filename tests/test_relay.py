@@ -299,7 +299,7 @@ def test_relay_killed_mid_burst_loses_nothing(relay_process, github_stand_in):
 @both_backends
 def test_reconciler_sends_what_mlflow_dropped(webhook_server, relay_process, github_stand_in, model_name):
     first = relay_process()
-    assert first.stop() == 0  # the relay has started once (its watermark), then is down
+    assert first.stop() == 0, first.log_path.read_text()  # the relay has started once (its watermark), then is down
     for _ in range(2):
         code, _ = call(register, ["--tracking-uri", webhook_server.uri, "--model", model_name,
                                   "--model-uri", webhook_server.model_uri])
@@ -552,7 +552,7 @@ def test_names_with_quotes_and_backslashes_are_found_by_filters_and_the_reconcil
     decoy = f"bothx\"x-{tag}"  # what the LIKE pattern of the last name also matches
     client = MlflowClient(tracking_uri=webhook_server.uri, registry_uri=webhook_server.uri)
     first = relay_process()
-    assert first.stop() == 0  # the relay has started once (its watermark), then is down
+    assert first.stop() == 0, first.log_path.read_text()  # the relay has started once (its watermark), then is down
     model_id = registry.model_id_of(webhook_server.model_uri)
     for name in [*names, decoy]:
         client.create_registered_model(name)
