@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 NUMBERS = [f"f{i:02d}" for i in range(18)]
@@ -228,6 +229,17 @@ def run_child(python: str, kind: str, folder: Path) -> dict:
     return result
 
 
+def best_of_two(kinds: tuple[str, ...], folder: Path, describe: Any) -> dict:
+    """Each side twice, alternating, in its own process; the faster run of each is kept."""
+    results: dict = {}
+    for kind in kinds * 2:
+        result = run_child(sys.executable, kind, folder)
+        if kind not in results or result["seconds"] < results[kind]["seconds"]:
+            results[kind] = result
+        print(f"{kind}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB, {describe(result)}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -263,14 +275,8 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f} s", flush=True)
         made = run_child(sys.executable, "profile", folder)
         print(f"reference profile of {made['holdout_rows']:,} rows: {made['profile_bytes'] / 1024:.0f} kB", flush=True)
-        results = {}
-        for kind in ("monitor", "baseline", "monitor", "baseline"):  # two rounds, alternating; best of two
-            result = run_child(sys.executable, kind, folder)
-            best = results.get(kind)
-            if best is None or result["seconds"] < best["seconds"]:
-                results[kind] = result
-            print(f"{kind}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB, flagged {result['flagged']}",
-                  flush=True)
+        results = best_of_two(("monitor", "baseline"), folder,
+                              lambda r: f"flagged {r['flagged']}")
         if args.evidently_python:
             results["evidently"] = run_child(args.evidently_python, "evidently", folder)
             e = results["evidently"]
@@ -303,13 +309,8 @@ def ids(rows: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-monitor-ids-") as tmp:
         folder = Path(tmp)
         subprocess.run([sys.executable, __file__, "--ids", str(rows), "--make", str(rows), str(folder)], check=True)
-        results = {}
-        for kind in ("ids_capped", "ids_all", "ids_capped", "ids_all"):  # best of two, alternating
-            result = run_child(sys.executable, kind, folder)
-            if kind not in results or result["seconds"] < results[kind]["seconds"]:
-                results[kind] = result
-            print(f"{kind}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB, kept {result['kept']:,}, "
-                  f"folded {result['folded']:,} rows", flush=True)
+        results = best_of_two(("ids_capped", "ids_all"), folder,
+                              lambda r: f"kept {r['kept']:,}, folded {r['folded']:,} rows")
     capped, every = results["ids_capped"], results["ids_all"]
     if capped["unseen_rows"] != every["unseen_rows"]:
         raise SystemExit("the capped counts disagree with counting every value")

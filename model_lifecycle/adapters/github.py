@@ -192,6 +192,16 @@ def upsert_comment(gh: Any, repo: str, number: int, model: str, body: str, *,
         raise _service(exc, f"comment on #{number}") from exc
 
 
+def rate_limited(status: int, headers: Any, message: Any = "") -> bool:
+    """GitHub's primary rate limit (403/429 with x-ratelimit-remaining: 0) or secondary one (403/429
+    with Retry-After, or its message saying so): GitHub's fault, to wait for, not the token's."""
+    if status not in (403, 429):
+        return False
+    lower = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+    return (str(lower.get("x-ratelimit-remaining", "")) == "0" or bool(lower.get("retry-after"))
+            or "rate limit" in str(message).lower())
+
+
 def repository_dispatch(gh: Any, repo: str, event_type: str, payload: dict[str, Any]) -> None:
     """POST /repos/{repo}/dispatches: starts the repository's ``repository_dispatch`` workflows on
     the default branch (a GITHUB_TOKEN may send it: unlike other events, it starts runs)."""
@@ -207,10 +217,7 @@ def repository_dispatch(gh: Any, repo: str, event_type: str, payload: dict[str, 
         raise _service(exc, f"send repository_dispatch to {repo}") from exc
     if status == 204:
         return
-    # a rate limit, primary (x-ratelimit-remaining 0) or secondary (its message, or Retry-After), is GitHub's
-    limited = str((headers or {}).get("x-ratelimit-remaining", "")) == "0" or "retry-after" in (headers or {}) \
-        or "rate limit" in str(body).lower()
-    if status in (401, 403, 404) and not limited:
+    if status in (401, 403, 404) and not rate_limited(status, headers, body):
         raise BadInput(f"the token cannot send repository_dispatch to {repo} (HTTP {status})",
                        hint="the job needs permissions: contents: write")
     raise ServiceError(f"GitHub API at {api_url()} failed to send repository_dispatch to {repo} (HTTP {status})")

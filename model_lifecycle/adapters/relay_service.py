@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from model_lifecycle import tags
-from model_lifecycle.adapters import registry
+from model_lifecycle.adapters import github, registry
 
 log = logging.getLogger("relay")
 
@@ -693,8 +693,9 @@ class Relay:
             self.store.mark(row["seq"], "forwarded")
             self.metrics.inc("forwarded_total")
             return
-        error = f"GitHub answered HTTP {status}{_github_message(response)}"
-        if _rate_limited(status, headers) or status in (408, 422, 429) or status >= 500:
+        message = _github_message(response)
+        error = f"GitHub answered HTTP {status}{message}"
+        if github.rate_limited(status, headers, message) or status in (408, 422, 429) or status >= 500:
             # 422 on this endpoint also means "the endpoint has been spammed": retry later
             self.retry(row, error, status, headers)
         elif status in (401, 403, 404):
@@ -824,11 +825,6 @@ class Relay:
         self.server.shutdown()
         self.server.server_close()
         self.lookup_pool.shutdown()
-
-
-def _rate_limited(status: int, headers: Any) -> bool:
-    """GitHub's primary (x-ratelimit-remaining: 0) and secondary (retry-after) rate limits."""
-    return status in (403, 429) and (headers.get("x-ratelimit-remaining") == "0" or bool(headers.get("Retry-After")))
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

@@ -149,32 +149,14 @@ def compare(request: CompareRequest) -> CompareResult:
     return result
 
 
-ENGINES = ("local", "spark")
-
-
-def chosen_engine(requested: str | None, policy: Any, step: str) -> str:
-    """The request's engine (``--engine``), else the policy's: a known one, and for ``spark`` an
-    installed pyspark (an optional extra), or bad input naming the install command."""
-    import importlib.util
-
-    engine = requested or policy.engine
-    if engine not in ENGINES:
-        raise BadInput(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
-    if engine == "spark" and importlib.util.find_spec("pyspark") is None:
-        raise BadInput("the spark engine needs pyspark: pip install 'model-lifecycle[spark]' (the toolkit's action: "
-                       "its input `extras: spark`; the runner needs Java 17)",
-                       hint=f"or {step} with the local engine (--engine local, or engine: local in the policy)")
-    return engine
-
-
 def evaluate_holdout(request: "CompareRequest | EvaluateRequest", policy: Any, uris: list[str]) -> Any:
     """The hold-out evaluated by the request's engine (``--engine``), else the policy's (``engine``):
     ``local`` reads it in pyarrow batches here; ``spark`` scores it with ``mlflow.pyfunc.spark_udf``
     and aggregates in Spark (``core/engines/spark.py``), imported only when chosen. The profile's
     sample is taken only when the evaluation is recorded."""
-    from model_lifecycle.core import evaluation
+    from model_lifecycle.core import engines, evaluation
 
-    engine = chosen_engine(request.engine, policy, "evaluate")
+    engine = engines.chosen(request.engine, policy, "evaluate")
     sample_size = evaluation.SAMPLE_ROWS if request.log else 0
     if engine == "local":
         return evaluation.evaluate_holdout(policy, uris, request.holdout, progress=request.progress,

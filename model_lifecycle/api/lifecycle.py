@@ -66,10 +66,8 @@ def register(request: RegisterRequest) -> RegisterResult:
     number, head = lineage.pull_request()
     pull_request = request.pull_request or number
     if pull_request is not None:
-        if not str(pull_request).isdigit() or int(pull_request) < 1:
-            raise BadInput(f"--pull-request {pull_request!r} is not a pull request number")
-        version_tags[tags.PULL_REQUEST] = str(int(pull_request))
-        if head and str(int(pull_request)) == number:
+        version_tags[tags.PULL_REQUEST] = lineage.pull_request_number(pull_request)
+        if head and version_tags[tags.PULL_REQUEST] == number:
             version_tags[tags.PULL_REQUEST_HEAD] = head
     version_tags[tags.REGISTERED_BY] = audit.actor(request.actor)
     with registry.mlflow_errors():

@@ -85,7 +85,7 @@ class MonitorResult(Result):
 
 def monitor(request: MonitorRequest) -> MonitorResult:
     from model_lifecycle.core import policy as policies
-    from model_lifecycle.api.gate import chosen_engine
+    from model_lifecycle.core import engines
     from model_lifecycle.core.monitoring import assess, history, local, records
     from model_lifecycle.core.monitoring import window as windows
 
@@ -96,7 +96,7 @@ def monitor(request: MonitorRequest) -> MonitorResult:
     until = windows.parse_time(request.until, "--until")
     if since and until and until <= since:
         raise BadInput(f"--until ({request.until}) must be after --since ({request.since})")
-    engine = chosen_engine(request.engine, policy, "monitor")
+    engine = engines.chosen(request.engine, policy, "monitor")
     labels = local.read_labels(request.labels) if request.labels and engine == "local" else request.labels
     client = registry.connect(request.tracking_uri)
     model = registry.get_model(client, request.model)

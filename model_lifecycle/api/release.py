@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from model_lifecycle import settings, tags
 from model_lifecycle.adapters import registry, relay_service
-from model_lifecycle.core import audit
+from model_lifecycle.core import audit, lineage
 from model_lifecycle.errors import BadInput, Refused, ServiceError, ToolkitError
 from model_lifecycle.results import Result
 
@@ -47,15 +47,12 @@ class ReleaseResult(Result):
 
 
 def release_candidate(request: ReleaseRequest) -> ReleaseResult:
-    number = str(request.pull_request).strip().lstrip("#")
-    if not number.isdigit() or int(number) < 1:
-        raise BadInput(f"--pull-request {request.pull_request!r} is not a pull request number")
-    number = str(int(number))
+    number = lineage.pull_request_number(request.pull_request)
     repo = request.repo or settings.GITHUB_REPOSITORY.get()
     if not request.dry_run and not repo:
         raise BadInput("no repository to dispatch to", hint="pass --repo OWNER/REPO (or run in GitHub Actions)")
     client = registry.connect(request.tracking_uri)
-    registry.get_model(client, request.model)  # an unknown model is bad input, named
+    model = registry.get_model(client, request.model)  # an unknown model is bad input, named
     candidates = registry.list_versions(client, request.model, tag=(tags.PULL_REQUEST, number))
     released = [v for v in candidates if (v.tags or {}).get(tags.PULL_REQUEST_RELEASED_AT)]
     if released and not request.again:  # a re-run of the release job: a pull request merges once
@@ -98,7 +95,7 @@ def release_candidate(request: ReleaseRequest) -> ReleaseResult:
         "event_type": EVENT_TYPE, **({"again": True} if released else {})})
     try:
         with registry.mlflow_errors():
-            audit.append(client, registry.get_model(client, request.model), event)
+            audit.append(client, model, event)
             client.set_model_version_tag(request.model, version, tags.PULL_REQUEST_RELEASED_AT, event["time"])
     except ToolkitError as exc:
         raise ServiceError(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_lifecycle import settings, tags
+from model_lifecycle.errors import BadInput
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -53,6 +54,14 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def pull_request_number(value: Any, flag: str = "--pull-request") -> str:
+    """A pull request number as text ("#12" and "012" are 12), or bad input naming ``flag``."""
+    text = str(value).strip().lstrip("#")
+    if not text.isdigit() or int(text) < 1:
+        raise BadInput(f"{flag} {value!r} is not a pull request number")
+    return str(int(text))
 
 
 def pull_request() -> tuple[str | None, str | None]:

@@ -170,7 +170,7 @@ class CategoryCounts:
     values: dict[Any, int] | None = None
     known: frozenset = frozenset()
     folded: int = 0
-    kinds: dict[Any, Any] | None = None  # (type, whole) -> one folded value of that kind
+    kinds: dict[Any, Any] | None = None  # value_kind -> one folded value of that kind
 
     def __add__(self, other: "CategoryCounts") -> "CategoryCounts":
         merged = dict(self.values or {})
